@@ -1,0 +1,294 @@
+"""run_agent: the seed's tool-use loop, with every step recorded as a span.
+
+One function runs any agent: call the model, dispatch the tools it asks for, append the
+agent's drained inbox to the last tool result, repeat. Telemetry, validation and rendering
+live in their own modules; this loop only decides what happens next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+from anthropic.types import Message
+from opentelemetry.context import Context
+
+from runtime.errors import ToolError
+from runtime.hub import AgentState, Envelope, Hub, PostResult, WakeReason, render_messages
+from runtime.models import ModelClient, ModelRequest, default_model
+from runtime.tools import SEND_MESSAGE, WAIT_FOR_MESSAGE, Tool, ToolCall, ToolOutcome
+from telemetry.spans import AgentSpan, RunTelemetry
+
+log = structlog.get_logger("orchestrace.agent")
+
+NO_SENDERS_RESULT: Final = (
+    "woke: no one can send you a message (every other agent has ended or is waiting)"
+)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings shared by every agent of a run; ``sleep`` is injectable for tests."""
+
+    model: str = field(default_factory=default_model)
+    max_tokens: int = 2048
+    max_turns: int = 20
+    wait_timeout: float = 60.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+@dataclass
+class RunContext:
+    """What every agent of one run shares: the hub, the model, telemetry and settings."""
+
+    hub: Hub
+    model: ModelClient
+    telemetry: RunTelemetry
+    config: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        self.hub.add_listener(
+            lambda _name, role, old, new: self.telemetry.agent_state_changed(role, old, new)
+        )
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """Who an agent is and what it can do (the messaging tools are always added)."""
+
+    name: str
+    role: str
+    system: str
+    first_user_turn: str
+    tools: Sequence[Tool] = ()
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """How an agent ended: its final state, why, and its last text."""
+
+    name: str
+    state: AgentState
+    reason: str
+    text: str
+
+
+async def run_agent(run: RunContext, spec: AgentSpec, *, parent: Context | None = None) -> AgentResult:
+    """Run one agent to its end; never raises except when cancelled.
+
+    The agent must already be registered with the hub (so messages can reach it before its
+    first turn). ``parent`` is the context its ``invoke_agent`` span is a child of.
+    """
+    loop = _AgentLoop(run, spec)
+    with (
+        run.telemetry.agent(spec.name, spec.role, model=run.config.model, parent=parent) as span,
+        structlog.contextvars.bound_contextvars(agent=spec.name),
+    ):
+        return await loop.run(span)
+
+
+def _text_of(message: Message) -> str:
+    return "".join(getattr(block, "text", "") for block in message.content)
+
+
+class _AgentLoop:
+    def __init__(self, run: RunContext, spec: AgentSpec) -> None:
+        self.ctx = run
+        self.spec = spec
+        self.hub = run.hub
+        self.tel = run.telemetry
+        self.tools: dict[str, Tool] = {
+            t.name: t
+            for t in (
+                *spec.tools,
+                Tool(SEND_MESSAGE, self._send_message),
+                Tool(WAIT_FOR_MESSAGE, self._wait_for_message),
+            )
+        }
+        self.turns = 0
+
+    async def run(self, span: AgentSpan) -> AgentResult:
+        name, config = self.spec.name, self.ctx.config
+        messages: list[dict[str, Any]] = [{"role": "user", "content": self.spec.first_user_turn}]
+        text = ""
+        log.debug("agent started", role=self.spec.role)
+        try:
+            for _ in range(config.max_turns):
+                response = await self._call_model(messages)
+                self.turns += 1
+                text = _text_of(response)
+                messages.append({"role": "assistant", "content": _to_params(response)})
+                stop = response.stop_reason
+                if stop == "tool_use":
+                    messages.append({"role": "user", "content": await self._dispatch(response)})
+                elif stop == "end_turn":
+                    unread = self._deliver(via="user_turn")
+                    if not unread:
+                        return self._finish(span, AgentState.DONE, "end_turn", text)
+                    # The seed ended here and lost these messages; hand them over instead.
+                    messages.append({"role": "user", "content": unread.lstrip()})
+                elif stop == "pause_turn":
+                    continue
+                else:
+                    return self._finish(
+                        span, AgentState.DONE, f"stop_reason:{stop}", text, failed=True
+                    )
+            return self._finish(
+                span, AgentState.DONE, "max_turns", f"[{name} hit max_turns={config.max_turns}]"
+            )
+        except asyncio.CancelledError:
+            killed = self.hub.state(name) is AgentState.KILLED
+            self._finish(span, AgentState.KILLED, "killed" if killed else "cancelled", text)
+            raise
+        except Exception as exc:
+            log.error("agent crashed", error=f"{type(exc).__name__}: {exc}")
+            return self._finish(span, AgentState.CRASHED, type(exc).__name__, text, error=exc)
+
+    def _finish(
+        self,
+        span: AgentSpan,
+        state: AgentState,
+        reason: str,
+        text: str,
+        *,
+        error: BaseException | None = None,
+        failed: bool = False,
+    ) -> AgentResult:
+        unread = self.hub.end(self.spec.name, state)
+        final = self.hub.state(self.spec.name)  # a killer may have set KILLED first
+        span.finish(final, reason, turns=self.turns, unread=len(unread), error=error,
+                    failed=failed)
+        log.debug("agent ended", state=str(final), reason=reason, unread=len(unread))
+        return AgentResult(self.spec.name, final, reason, text)
+
+    async def _call_model(self, messages: list[dict[str, Any]]) -> Message:
+        config = self.ctx.config
+        request = ModelRequest(
+            agent=self.spec.name,
+            model=config.model,
+            max_tokens=config.max_tokens,
+            system=self.spec.system,
+            tools=[t.schema for t in self.tools.values()],
+            messages=messages,
+        )
+        with self.tel.chat(
+            self.spec.name, self.spec.role, model=config.model, max_tokens=config.max_tokens
+        ) as call:
+            response = await self.ctx.model.create(request)
+            call.record_response(response)
+        return response
+
+    async def _dispatch(self, response: Message) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        via = "tool_result"
+        for block in response.content:
+            if block.type != "tool_use":
+                continue
+            call = ToolCall(block.id, block.name, block.input if isinstance(block.input, dict)
+                            else {"input": block.input})
+            outcome = await self._run_tool(call)
+            via = "wait_for_message" if call.name == WAIT_FOR_MESSAGE["name"] else "tool_result"
+            result: dict[str, Any] = {
+                "type": "tool_result", "tool_use_id": call.id, "content": outcome.text,
+            }
+            if outcome.is_error:
+                result["is_error"] = True
+            results.append(result)
+        inbox = self._deliver(via=via)
+        if not results:
+            return [{"type": "text", "text": "(stop_reason was tool_use but no tool was called)"
+                     + inbox}]
+        results[-1]["content"] += inbox  # ← the seed's key line
+        return results
+
+    async def _run_tool(self, call: ToolCall) -> ToolOutcome:
+        with self.tel.tool(
+            self.spec.name, self.spec.role, name=call.name, call_id=call.id, arguments=call.input
+        ) as span:
+            try:
+                tool = self.tools.get(call.name)
+                if tool is None:
+                    raise ToolError(
+                        f"unknown tool {call.name!r}; available: {', '.join(self.tools)}",
+                        kind="unknown_tool",
+                    )
+                tool.validate(call.input)
+                text = await tool.handler(call)
+            except ToolError as exc:
+                outcome = ToolOutcome(f"error: {exc}", is_error=True)
+                span.record_result(outcome.text, error_type=exc.kind)
+                return outcome
+            except Exception as exc:  # a bug in a tool: tell the model, keep the agent alive
+                outcome = ToolOutcome(
+                    f"error: tool {call.name} failed: {type(exc).__name__}: {exc}", is_error=True
+                )
+                span.record_exception(exc)
+                span.record_result(outcome.text, error_type=type(exc).__name__)
+                return outcome
+            span.record_result(text)
+            return ToolOutcome(text)
+
+    def _deliver(self, *, via: str) -> str:
+        envelopes = self.hub.drain(self.spec.name)
+        if not envelopes:
+            return ""
+        self.tel.receive(self.spec.name, self.spec.role, envelopes, via=via)
+        return render_messages(envelopes)
+
+    # --- the two messaging tools -----------------------------------------------------------
+    async def _send_message(self, call: ToolCall) -> str:
+        name = self.spec.name
+        recipients: list[str] = list(dict.fromkeys(call.input["recipient_ids"]))
+        content: str = call.input["content"]
+        if name in recipients:
+            raise ToolError(
+                f"recipient_ids names yourself ({name!r}); send only to other agents",
+                kind="invalid_recipient",
+            )
+        results: list[PostResult] = []
+        for rid in recipients:
+            message_id = self.hub.new_message_id()
+            with self.tel.send(
+                name, self.spec.role, recipient=rid, message_id=message_id, content=content
+            ) as send:
+                result = self.hub.post(
+                    Envelope(message_id, name, rid, content, self.hub.now_ns(), send.traceparent)
+                )
+                send.record_outcome(result.outcome)
+            results.append(result)
+        return describe_post(results)
+
+    async def _wait_for_message(self, call: ToolCall) -> str:
+        timeout = self.ctx.config.wait_timeout
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            reason = await self.hub.wait(self.spec.name, timeout)
+        finally:
+            self.tel.record_wait(self.spec.role, loop.time() - started)
+        if reason is WakeReason.TIMEOUT:
+            return f"woke: {timeout:g}s timeout"
+        if reason is WakeReason.NO_SENDERS:
+            return NO_SENDERS_RESULT
+        return "woke: new messages"
+
+
+def describe_post(results: Sequence[PostResult]) -> str:
+    """The send_message result: who got the message and who did not, and why."""
+    delivered = [r.recipient for r in results if r.outcome == "delivered"]
+    text = f"delivered to {delivered}"
+    groups: dict[str, list[str]] = {}
+    for r in results:
+        if r.outcome != "delivered":
+            why = "unknown" if r.state is None else str(r.state)
+            groups.setdefault(why, []).append(r.recipient)
+    if groups:
+        text += "; not delivered: " + ", ".join(f"{ids} ({why})" for why, ids in groups.items())
+    return text
+
+
+def _to_params(message: Message) -> list[dict[str, Any]]:
+    return [block.model_dump(mode="json", exclude_none=True) for block in message.content]

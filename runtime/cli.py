@@ -1,0 +1,191 @@
+"""The ``orchestrace`` command: run a scenario, or summarise a recorded run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Final, TextIO
+
+from runtime.agent import RunConfig, RunContext
+from runtime.hub import AgentState, Hub
+from runtime.models import MODEL_ENV, AnthropicModel, ModelClient, default_model
+from runtime.scenarios import SCENARIOS, run_scenario
+from runtime.scripted import ScriptedModel
+from telemetry.live import LiveView
+from telemetry.logs import configure_logging
+from telemetry.records import iter_spans_file
+from telemetry.setup import setup_telemetry
+from telemetry.spans import RunTelemetry
+from telemetry.summary import SummaryError, SummaryProcessor, summarize
+
+DEFAULT_SPANS_FILE: Final = "orchestrace-spans.jsonl"
+
+EPILOG: Final = """\
+environment:
+  ANTHROPIC_API_KEY      use real Claude through the anthropic SDK (else the scripted model)
+  ORCHESTRACE_MODEL      model name (default claude-opus-4-8); --model overrides it
+  OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (grpc | http/protobuf)
+                         send spans and metrics over OTLP, e.g. http://localhost:4317
+  OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER (otlp, console, prometheus, none)
+  OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED
+  OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true
+                         export message text and tool arguments/results on spans
+                         (ORCHESTRACE_CONTENT_MAX_CHARS caps each value, default 2048)
+"""
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render --help in the README)."""
+    parser = argparse.ArgumentParser(
+        prog="orchestrace",
+        description="Observability-first orchestration runtime for multi-agent systems on "
+        "Claude. Every model call, tool dispatch and message delivery is an "
+        "OpenTelemetry span; one run is one trace.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a scenario (team or spawn) with live output and a summary",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("scenario", choices=sorted(SCENARIOS), help="which of the seed's runs")
+    run.add_argument("--offline", action="store_true",
+                     help="use the scripted model even if ANTHROPIC_API_KEY is set")
+    run.add_argument("--model", default=None,
+                     help=f"Claude model (default: ${MODEL_ENV} or claude-opus-4-8)")
+    run.add_argument("--spans-file", default=DEFAULT_SPANS_FILE, metavar="PATH",
+                     help="also write every span as OTLP/JSON lines here "
+                     f"(default: {DEFAULT_SPANS_FILE}; '' to disable)")
+    run.add_argument("--quiet", action="store_true", help="no live lines, only the summary")
+    run.add_argument("--max-turns", type=int, default=20, help="model turns per agent (20)")
+    run.add_argument("--max-tokens", type=int, default=2048, help="max_tokens per call (2048)")
+    run.add_argument("--wait-timeout", type=_positive, default=60.0, metavar="SECONDS",
+                     help="wait_for_message timeout (60)")
+    run.add_argument("--time-scale", type=_positive, default=1.0, metavar="FACTOR",
+                     help="multiply the sleep tool and scripted latency (0 = instant)")
+    run.add_argument("--latency", type=_positive, default=0.25, metavar="SECONDS",
+                     help="scripted model: seconds per call (0.25)")
+    run.add_argument("--log-level", default=os.environ.get("ORCHESTRACE_LOG_LEVEL", "WARNING"),
+                     help="structlog level on stderr (WARNING)")
+
+    summary = commands.add_parser(
+        "summary",
+        help="print a run's summary from a spans file",
+        description="Print the summary of one run from an OTLP/JSON-lines spans file "
+        "(the --spans-file of `orchestrace run`, or the Collector's file exporter).",
+    )
+    summary.add_argument("file", type=Path, help="OTLP/JSON lines file")
+    summary.add_argument("--trace-id", default=None,
+                         help="the run to summarise (default: the latest run in the file)")
+    return parser
+
+
+def choose_model(offline: bool, latency: float, scale: float) -> ModelClient:
+    """The real client when ANTHROPIC_API_KEY is set (and not --offline), else scripted."""
+    if not offline and os.environ.get("ANTHROPIC_API_KEY"):
+        return AnthropicModel()
+    return ScriptedModel(latency=latency, sleep=_scaled_sleep(scale))
+
+
+def _scaled_sleep(scale: float) -> Callable[[float], Awaitable[None]]:
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds * scale)
+
+    return sleep
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    """``orchestrace run``: returns the exit code."""
+    configure_logging(args.log_level)
+    model = choose_model(args.offline, args.latency, args.time_scale)
+    spans_file = Path(args.spans_file) if args.spans_file else None
+    live = None if args.quiet else LiveView(out)
+    summary = SummaryProcessor()
+    telemetry = setup_telemetry(
+        spans_file=spans_file,
+        processors=[p for p in (live, summary) if p is not None],
+        live=live is not None,
+    )
+    model_name = args.model or default_model()
+    if model.backend == "scripted":
+        out.write(f"model: scripted {model_name} (offline; set ANTHROPIC_API_KEY for Claude)\n")
+    else:
+        out.write(f"model: {model_name} via the Anthropic API\n")
+    if telemetry.exporters:
+        out.write(f"telemetry: {', '.join(telemetry.exporters)}\n")
+    run = RunContext(
+        hub=Hub(),
+        model=model,
+        telemetry=RunTelemetry(
+            run_id=uuid.uuid4().hex,
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+            content=telemetry.content,
+        ),
+        config=RunConfig(
+            model=model_name,
+            max_tokens=args.max_tokens,
+            max_turns=args.max_turns,
+            wait_timeout=args.wait_timeout,
+            sleep=_scaled_sleep(args.time_scale),
+        ),
+    )
+    trace_ids: list[str] = []
+
+    def started(trace_id: str) -> None:
+        trace_ids.append(trace_id)
+        out.write(f"trace id: {trace_id}\n\n")
+        out.flush()
+
+    try:
+        result = asyncio.run(run_scenario(args.scenario, run, on_start=started))
+    finally:
+        telemetry.shutdown()
+    out.write(f"\n[lead final answer]\n{result.lead.text}\n\n")
+    if telemetry.enabled and trace_ids:
+        out.write(summary.summary(trace_ids[0]).render())
+    else:
+        out.write("(telemetry disabled: no summary)\n")
+    if spans_file is not None and telemetry.enabled:
+        out.write(f"\nspans: {spans_file}  (orchestrace summary {spans_file})\n")
+    return 0 if result.lead.state is AgentState.DONE else 1
+
+
+def cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
+    """``orchestrace summary FILE``: returns the exit code."""
+    try:
+        text = summarize(iter_spans_file(args.file), args.trace_id)
+    except (OSError, ValueError, SummaryError) as exc:
+        sys.stderr.write(f"orchestrace summary: {exc}\n")
+        return 2
+    out.write(text)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point of the ``orchestrace`` console script."""
+    args = build_parser().parse_args(argv)
+    stream = out if out is not None else sys.stdout
+    if args.command == "run":
+        return cmd_run(args, stream)
+    return cmd_summary(args, stream)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

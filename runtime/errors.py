@@ -1,0 +1,21 @@
+"""The exception hierarchy: everything orchestrace raises derives from OrchestraceError."""
+
+
+class OrchestraceError(Exception):
+    """Base class of every error orchestrace raises on purpose."""
+
+
+class ToolError(OrchestraceError):
+    """A tool call the model can fix: returned to it as an ``is_error`` tool result.
+
+    ``kind`` is a short, low-cardinality category recorded as ``error.type`` on the span
+    (the message itself may echo tool arguments, which are content).
+    """
+
+    def __init__(self, message: str, *, kind: str = "invalid_input") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class ConfigurationError(OrchestraceError):
+    """Bad settings given to the runtime or the CLI."""

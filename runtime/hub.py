@@ -1,0 +1,332 @@
+"""The message hub: agents, their states, inboxes and wake-ups.
+
+Each agent has an inbox and a way to block until mail arrives. Messages are
+:class:`Envelope` values — plain, serializable data that carry the sender's trace context
+as a W3C ``traceparent`` string, the way a message header would on a real broker. The
+in-process inbox sits behind the small :class:`Inboxes` seam so that a networked transport
+(NATS JetStream is the plan) can replace it without touching the agent loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from runtime.errors import OrchestraceError
+
+
+class AgentState(StrEnum):
+    """Where an agent is in its life. The last three are final."""
+
+    ACTIVE = "active"
+    IDLING = "idling"
+    DONE = "done"
+    CRASHED = "crashed"
+    KILLED = "killed"
+
+    @property
+    def ended(self) -> bool:
+        """True for the final states: the agent will never read another message."""
+        return self in _FINAL_STATES
+
+
+_FINAL_STATES = frozenset({AgentState.DONE, AgentState.CRASHED, AgentState.KILLED})
+
+
+class DeliveryOutcome(StrEnum):
+    """What became of one message posted to one recipient."""
+
+    DELIVERED = "delivered"
+    UNKNOWN = "unknown"
+    ENDED = "ended"
+
+
+class WakeReason(StrEnum):
+    """Why a blocking wait returned."""
+
+    MESSAGES = "messages"
+    TIMEOUT = "timeout"
+    NO_SENDERS = "no_senders"
+
+
+class UnknownAgentError(OrchestraceError):
+    """An operation named an agent the hub has never registered."""
+
+
+class DuplicateAgentError(OrchestraceError):
+    """An agent name was registered twice."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message to one recipient, as it would travel on the wire."""
+
+    message_id: str
+    sender: str
+    recipient: str
+    content: str
+    sent_at_ns: int
+    traceparent: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The envelope as JSON-ready data."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Envelope:
+        """Rebuild an envelope from :meth:`to_dict` output."""
+        return cls(
+            message_id=str(data["message_id"]),
+            sender=str(data["sender"]),
+            recipient=str(data["recipient"]),
+            content=str(data["content"]),
+            sent_at_ns=int(data["sent_at_ns"]),
+            traceparent=None if data.get("traceparent") is None else str(data["traceparent"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    """The outcome of posting one envelope; ``state`` is set when the recipient had ended."""
+
+    recipient: str
+    outcome: DeliveryOutcome
+    state: AgentState | None = None
+
+
+class Inboxes(Protocol):
+    """The transport seam: where envelopes wait until their recipient drains them."""
+
+    def open(self, name: str) -> None:
+        """Create an empty inbox for ``name``."""
+
+    def put(self, envelope: Envelope) -> None:
+        """Append ``envelope`` to its recipient's inbox."""
+
+    def drain(self, name: str) -> list[Envelope]:
+        """Remove and return everything in ``name``'s inbox, oldest first."""
+
+    def pending(self, name: str) -> int:
+        """How many envelopes wait in ``name``'s inbox."""
+
+
+class LocalInboxes:
+    """In-process inboxes: one list per agent."""
+
+    def __init__(self) -> None:
+        self._boxes: dict[str, list[Envelope]] = {}
+
+    def open(self, name: str) -> None:
+        """Create an empty inbox for ``name``."""
+        self._boxes[name] = []
+
+    def put(self, envelope: Envelope) -> None:
+        """Append ``envelope`` to its recipient's inbox."""
+        self._boxes[envelope.recipient].append(envelope)
+
+    def drain(self, name: str) -> list[Envelope]:
+        """Remove and return everything in ``name``'s inbox, oldest first."""
+        box = self._boxes[name]
+        self._boxes[name] = []
+        return box
+
+    def pending(self, name: str) -> int:
+        """How many envelopes wait in ``name``'s inbox."""
+        return len(self._boxes[name])
+
+
+StateListener = Callable[[str, str, AgentState | None, AgentState], None]
+"""Called as ``(agent, role, old_state, new_state)`` on every state change."""
+
+
+class Hub:
+    """Registry of agents, their states and inboxes, and the wake-up mechanism.
+
+    The hub also detects the case where every live agent is blocked in
+    ``wait_for_message`` with nothing in its inbox: no one is left who could send, so the
+    waiters are woken with :attr:`WakeReason.NO_SENDERS` instead of each waiting out its
+    timeout.
+    """
+
+    def __init__(
+        self,
+        *,
+        inboxes: Inboxes | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._inboxes: Inboxes = inboxes if inboxes is not None else LocalInboxes()
+        self._clock_ns = clock_ns
+        self._states: dict[str, AgentState] = {}
+        self._roles: dict[str, str] = {}
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._no_senders: set[str] = set()
+        self._name_ids = itertools.count(1)
+        self._message_ids = itertools.count(1)
+        self._listeners: list[StateListener] = []
+
+    # --- registry -------------------------------------------------------------------------
+    def add_listener(self, listener: StateListener) -> None:
+        """Call ``listener`` on every agent state change (used for metrics)."""
+        self._listeners.append(listener)
+
+    def register(self, name: str, role: str = "agent") -> None:
+        """Add an agent in state ACTIVE with an empty inbox."""
+        if name in self._states:
+            raise DuplicateAgentError(f"agent {name!r} is already registered")
+        self._roles[name] = role
+        self._inboxes.open(name)
+        self._wakeups[name] = asyncio.Event()
+        self._set(name, AgentState.ACTIVE)
+
+    def new_name(self, prefix: str = "helper", role: str = "helper") -> str:
+        """Register and return the next free name ``{prefix}{n}`` (helper1, helper2, ...)."""
+        while True:
+            name = f"{prefix}{next(self._name_ids)}"
+            if name not in self._states:
+                self.register(name, role)
+                return name
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._states
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._states))
+
+    def state(self, name: str) -> AgentState:
+        """The current state of ``name``."""
+        try:
+            return self._states[name]
+        except KeyError:
+            raise UnknownAgentError(f"no agent named {name!r}") from None
+
+    def role(self, name: str) -> str:
+        """The role ``name`` was registered with (lead, helper, team member...)."""
+        return self._roles[name]
+
+    def states(self) -> dict[str, AgentState]:
+        """A snapshot of every agent's state, in registration order."""
+        return dict(self._states)
+
+    def set_state(self, name: str, state: AgentState) -> None:
+        """Move a live agent to ``state``; a final state is never left."""
+        if self.state(name).ended:
+            return
+        self._set(name, state)
+        if state.ended:
+            self._wakeups[name].set()
+        self._check_no_senders()
+
+    def _set(self, name: str, state: AgentState) -> None:
+        old = self._states.get(name)
+        self._states[name] = state
+        role = self._roles[name]
+        for listener in self._listeners:
+            listener(name, role, old, state)
+
+    def end(self, name: str, state: AgentState) -> list[Envelope]:
+        """Put ``name`` in a final state and return the messages it never read."""
+        self.set_state(name, state)
+        return self._inboxes.drain(name)
+
+    # --- messages ------------------------------------------------------------------------
+    def new_message_id(self) -> str:
+        """A message id unique within this hub."""
+        return f"msg-{next(self._message_ids)}"
+
+    def now_ns(self) -> int:
+        """The hub's clock, used for ``sent_at``."""
+        return self._clock_ns()
+
+    def post(self, envelope: Envelope) -> PostResult:
+        """Put ``envelope`` in its recipient's inbox if the recipient is alive."""
+        rid = envelope.recipient
+        state = self._states.get(rid)
+        if state is None:
+            return PostResult(rid, DeliveryOutcome.UNKNOWN)
+        if state.ended:
+            return PostResult(rid, DeliveryOutcome.ENDED, state)
+        self._inboxes.put(envelope)
+        self._wakeups[rid].set()
+        return PostResult(rid, DeliveryOutcome.DELIVERED)
+
+    def pending(self, name: str) -> int:
+        """How many messages wait unread for ``name``."""
+        return self._inboxes.pending(name)
+
+    def drain(self, name: str) -> list[Envelope]:
+        """Take every waiting message for ``name``."""
+        self._wakeups[name].clear()
+        return self._inboxes.drain(name)
+
+    async def wait(self, name: str, timeout: float) -> WakeReason:
+        """Block ``name`` until a message arrives, no sender is left, or ``timeout`` passes.
+
+        The agent is IDLING while it waits and ACTIVE again afterwards.
+        """
+        if self._inboxes.pending(name):
+            return WakeReason.MESSAGES
+        wakeup = self._wakeups[name]
+        wakeup.clear()
+        self.set_state(name, AgentState.IDLING)
+        try:
+            async with asyncio.timeout(timeout):
+                await wakeup.wait()
+        except TimeoutError:
+            return WakeReason.TIMEOUT
+        finally:
+            self.set_state(name, AgentState.ACTIVE)
+        if name in self._no_senders:
+            self._no_senders.discard(name)
+            if not self._inboxes.pending(name):
+                return WakeReason.NO_SENDERS
+        return WakeReason.MESSAGES
+
+    def _check_no_senders(self) -> None:
+        live = [n for n, s in self._states.items() if not s.ended]
+        if not live or any(self._states[n] is not AgentState.IDLING for n in live):
+            return
+        if any(self._inboxes.pending(n) for n in live):
+            return
+        for name in live:
+            self._no_senders.add(name)
+            self._wakeups[name].set()
+
+    def live_agents(self, names: Iterable[str] | None = None) -> list[str]:
+        """The agents (of ``names``, or all) not yet in a final state."""
+        pool = self._states if names is None else names
+        return [n for n in pool if n in self._states and not self._states[n].ended]
+
+
+# --- rendering ---------------------------------------------------------------------------
+RECEIVED_HEADER = "[Messages received while you were working:]"
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
+_ESCAPE_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", **_CONTROL})
+_ESCAPE_ATTR = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "\\n", "\t": "\\t", **_CONTROL}
+)
+
+
+def escape_content(text: str) -> str:
+    """Escape message text so it cannot open or close an ``<agent-message>`` block."""
+    return text.translate(_ESCAPE_TEXT)
+
+
+def escape_attribute(text: str) -> str:
+    """Escape a sender name for the ``from="..."`` attribute (single line, no quotes)."""
+    return text.translate(_ESCAPE_ATTR)
+
+
+def render_messages(envelopes: Iterable[Envelope]) -> str:
+    """Format drained messages for appending to a tool result ("" when there are none)."""
+    body = "\n".join(
+        f'<agent-message from="{escape_attribute(e.sender)}">\n'
+        f"{escape_content(e.content)}\n</agent-message>"
+        for e in envelopes
+    )
+    return f"\n\n{RECEIVED_HEADER}\n{body}" if body else ""

@@ -1,0 +1,113 @@
+"""The model seam: a ModelClient protocol and the anthropic-backed implementation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import anthropic
+from anthropic.types import Message
+
+from telemetry import spans
+
+DEFAULT_MODEL: Final = "claude-opus-4-8"
+MODEL_ENV: Final = "ORCHESTRACE_MODEL"
+
+
+def default_model() -> str:
+    """The model named by ``ORCHESTRACE_MODEL``, else the seed's default."""
+    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """One Messages API call, plus the name of the agent making it."""
+
+    agent: str
+    model: str
+    max_tokens: int
+    system: str
+    tools: Sequence[dict[str, Any]]
+    messages: Sequence[dict[str, Any]]
+
+
+class ModelClient(Protocol):
+    """Anything that turns a :class:`ModelRequest` into an ``anthropic.types.Message``."""
+
+    @property
+    def backend(self) -> str:
+        """A short name for logs and spans: ``anthropic`` or ``scripted``."""
+
+    async def create(self, request: ModelRequest) -> Message:
+        """Run one model call; raise ``anthropic.APIError`` subclasses on failure."""
+
+
+class _AttemptRecorder(anthropic.Middleware):
+    """Records every HTTP attempt after the first on the current ``chat`` span.
+
+    The SDK retries 429, 529, 5xx and connection errors itself; this middleware runs inside
+    its retry loop, so each retry becomes a span event and the final resend count an
+    attribute — retries are visible in Jaeger even though the call finally succeeded.
+    """
+
+    async def handle_async(
+        self, request: anthropic.APIRequest, call_next: anthropic.AsyncCallNext
+    ) -> anthropic.AsyncAPIResponse[Any]:
+        attempt = spans.begin_model_attempt()
+        try:
+            response = await call_next(request)
+        except Exception as exc:
+            spans.end_model_attempt(attempt, status_code=None, error=type(exc).__name__)
+            raise
+        spans.end_model_attempt(attempt, status_code=response.status_code, error=None)
+        return response
+
+
+class AnthropicModel:
+    """A :class:`ModelClient` on the real ``anthropic.AsyncAnthropic`` client.
+
+    The SDK's own OpenTelemetry spans are disabled (``open_telemetry={"traces": False}``):
+    orchestrace's ``chat`` span is the one CLIENT span per call, and the SDK's retries are
+    recorded on it by :class:`_AttemptRecorder`.
+    """
+
+    backend: Final = "anthropic"
+
+    def __init__(
+        self,
+        client: anthropic.AsyncAnthropic | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_retries: int = anthropic.DEFAULT_MAX_RETRIES,
+        timeout: float | None = None,
+    ) -> None:
+        if client is None:
+            options: dict[str, Any] = {}
+            if timeout is not None:
+                options["timeout"] = timeout
+            client = anthropic.AsyncAnthropic(
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=max_retries,
+                open_telemetry={"traces": False},
+                middleware=[_AttemptRecorder()],
+                **options,
+            )
+        self._client = client
+
+    async def create(self, request: ModelRequest) -> Message:
+        """Call ``messages.create`` (the SDK retries transient errors itself)."""
+        return await self._client.messages.create(
+            model=request.model,
+            max_tokens=request.max_tokens,
+            system=request.system,
+            tools=list(request.tools),  # type: ignore[arg-type]
+            messages=list(request.messages),  # type: ignore[arg-type]
+        )
+
+    async def close(self) -> None:
+        """Close the underlying HTTP client."""
+        await self._client.close()

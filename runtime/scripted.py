@@ -1,0 +1,305 @@
+"""The offline scripted model: believable conversations for both scenarios, no API key.
+
+:class:`ScriptedModel` answers each request with a real ``anthropic.types.Message`` chosen
+by a small policy that reads the conversation so far — what tools the agent has, which
+messages it has received, what its tools returned — so messages really flow through the
+hub, helpers really sleep, and the lead really waits for reports. Token usage is estimated
+from the request size, with the system prompt and tools counted as a cached prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from anthropic.types import Message, TextBlock, ToolUseBlock, Usage
+
+from runtime.models import ModelRequest
+
+_FROM = re.compile(r'<agent-message from="([^"]*)">\n(.*?)\n</agent-message>', re.S)
+_PEERS = re.compile(r"peers: \[([^\]]*)\]")
+_PERSONA = re.compile(r"You are an? (.+?) named (\w+)")
+_SECONDS = re.compile(r"sleep (?:for )?(\d+) second", re.I)
+_SPAWNED = re.compile(r"spawned: (.+)")
+
+KNOWN_STOP_REASONS: Final = frozenset(
+    {"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"}
+)
+
+SPAWN_BASE_INSTRUCTION: Final = (
+    "You are a helper agent. Follow your specific instruction, report back to the lead with "
+    "send_message, then wait for further instructions."
+)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the scripted model says next: blocks of text and tool calls, and a stop reason."""
+
+    text: str = ""
+    tool: str | None = None
+    tool_input: dict[str, Any] | None = None
+    stop_reason: str = "tool_use"
+    #: Relative thinking time; 1.0 is the model's base latency.
+    think: float = 1.0
+
+
+class Conversation:
+    """Read-only views of a request's conversation that the policies reason about."""
+
+    def __init__(self, request: ModelRequest) -> None:
+        self.request = request
+        self.tools = {t["name"] for t in request.tools}
+        self.turn = sum(1 for m in request.messages if m["role"] == "assistant")
+
+    def _user_texts(self) -> Iterator[str]:
+        """Text of every user turn after the instructions (tool results, deliveries)."""
+        for m in self.request.messages[1:]:
+            if m["role"] != "user":
+                continue
+            content = m["content"]
+            if isinstance(content, str):
+                yield content
+                continue
+            for block in content:
+                if block.get("type") == "tool_result":
+                    yield str(block.get("content", ""))
+                elif block.get("type") == "text":
+                    yield str(block.get("text", ""))
+
+    def received(self) -> list[tuple[str, str]]:
+        """Every (sender, content) delivered so far, oldest first."""
+        return [(s, c) for text in self._user_texts() for s, c in _FROM.findall(text)]
+
+    def tool_results(self) -> list[str]:
+        """Every tool result text so far."""
+        return list(self._user_texts())
+
+    def first_user_turn(self) -> str:
+        """The agent's instructions."""
+        first = self.request.messages[0]["content"]
+        return first if isinstance(first, str) else ""
+
+    def sent_tools(self) -> list[str]:
+        """Names of the tools this agent has called so far."""
+        names: list[str] = []
+        for m in self.request.messages:
+            if m["role"] == "assistant" and isinstance(m["content"], list):
+                names += [b["name"] for b in m["content"] if b.get("type") == "tool_use"]
+        return names
+
+
+def _team_peers(conv: Conversation) -> list[str]:
+    match = _PEERS.search(conv.request.system)
+    return re.findall(r"'([^']+)'", match.group(1)) if match else []
+
+
+def team_lead(conv: Conversation) -> Reply:
+    """Introduce yourself, wait until everyone has, send a wrap-up, finish."""
+    peers = _team_peers(conv)
+    sent = conv.sent_tools()
+    if not sent:
+        return Reply(
+            tool="send_message",
+            tool_input={
+                "recipient_ids": peers,
+                "content": "Hi team, I'm lead, the coordinator for our group. Looking forward to "
+                "working with you both!",
+            },
+            think=1.6,
+        )
+    introduced = {s for s, _ in conv.received()}
+    if not set(peers) <= introduced:
+        return Reply(tool="wait_for_message", tool_input={})
+    if sent.count("send_message") < 2:
+        return Reply(
+            tool="send_message",
+            tool_input={
+                "recipient_ids": peers,
+                "content": "Thanks, everyone! Great to have Ada on backend and Bo on design — "
+                "we're all set.",
+            },
+        )
+    return Reply(
+        text="Everyone has introduced themselves, and I've shared the summary.\n"
+        "**Team summary:** We're a three-person team with me (lead) coordinating, Ada handling "
+        "backend engineering (APIs, databases, architecture), and Bo driving design — a "
+        "well-rounded crew ready to build great things together.",
+        stop_reason="end_turn",
+    )
+
+
+def team_member(conv: Conversation) -> Reply:
+    """Introduce yourself with your persona, wait until the lead wraps up, say thanks."""
+    peers = _team_peers(conv)
+    persona = _PERSONA.search(conv.first_user_turn())
+    job, name = persona.groups() if persona else ("team member", conv.request.agent)
+    if not conv.sent_tools():
+        intros = {
+            "Ada": "Hi all, I'm Ada, a backend engineer on the team. I focus on APIs, databases "
+            "and architecture.",
+            "Bo": "Hi everyone! I'm Bo, the designer on the team. Looking forward to working "
+            "with you all.",
+        }
+        return Reply(
+            tool="send_message",
+            tool_input={
+                "recipient_ids": peers,
+                "content": intros.get(name, f"Hi all, I'm {name}, the {job} on the team."),
+            },
+        )
+    wrapped_up = any(s == "lead" and c.startswith("Thanks") for s, c in conv.received())
+    if not wrapped_up and not any(r.startswith("woke: no one") for r in conv.tool_results()):
+        return Reply(tool="wait_for_message", tool_input={})
+    return Reply(text=f"Great to meet you all — {name} signing off.", stop_reason="end_turn")
+
+
+def spawn_lead(conv: Conversation) -> Reply:
+    """Spawn three sleepers, check on them, collect three reports, dismiss them, sum up."""
+    sent = conv.sent_tools()
+    if not sent:
+        return Reply(
+            text="I'll spawn three helpers with different sleep durations.",
+            tool="create_subagents",
+            tool_input={
+                "base_instruction": SPAWN_BASE_INSTRUCTION,
+                "per_subagent_instructions": [
+                    f"Sleep for {n} second{'s' if n > 1 else ''}, then report 'done, slept {n}s'."
+                    for n in (1, 2, 3)
+                ],
+            },
+        )
+    if "get_status" not in sent:
+        return Reply(tool="get_status", tool_input={})
+    helpers: list[str] = []
+    for result in conv.tool_results():
+        match = _SPAWNED.match(result)
+        if match:
+            helpers = [h.strip() for h in match.group(1).split(",")]
+    reports = {s for s, c in conv.received() if c.startswith("done")}
+    if "kill_subagents" not in sent and not set(helpers) <= reports:
+        if any(r.startswith("woke: no one") for r in conv.tool_results()):
+            return Reply(text="No helper is left to report.", stop_reason="end_turn")
+        return Reply(tool="wait_for_message", tool_input={})
+    if "kill_subagents" not in sent:
+        return Reply(tool="kill_subagents", tool_input={"subagent_ids": helpers})
+    return Reply(
+        text=f"Summary: All {len(helpers)} helpers were spawned and confirmed active, each "
+        "reported back successfully (\"done, slept 1s/2s/3s\"), and all three were then "
+        "dismissed.",
+        stop_reason="end_turn",
+    )
+
+
+def spawn_helper(conv: Conversation) -> Reply:
+    """Sleep as instructed, report to the lead, wait for instructions."""
+    sent = conv.sent_tools()
+    match = _SECONDS.search(conv.first_user_turn())
+    seconds = int(match.group(1)) if match else 1
+    if "sleep" not in sent:
+        return Reply(tool="sleep", tool_input={"seconds": seconds})
+    if "send_message" not in sent:
+        return Reply(
+            tool="send_message",
+            tool_input={"recipient_ids": ["lead"], "content": f"done, slept {seconds}s"},
+        )
+    if "wait_for_message" not in sent:
+        return Reply(tool="wait_for_message", tool_input={})
+    return Reply(text="Understood.", stop_reason="end_turn")
+
+
+Policy = Callable[[Conversation], Reply]
+
+
+def choose_policy(conv: Conversation) -> Policy:
+    """Pick the script by the agent's tools and name."""
+    if "create_subagents" in conv.tools:
+        return spawn_lead
+    if "sleep" in conv.tools:
+        return spawn_helper
+    return team_lead if conv.request.agent == "lead" else team_member
+
+
+def _tokens(value: object) -> int:
+    return max(1, len(json.dumps(value, default=str)) // 4)
+
+
+class ScriptedModel:
+    """A :class:`~runtime.models.ModelClient` that needs no network or API key.
+
+    ``latency`` is the base seconds per call, slept through the injectable ``sleep``.
+    ``policy`` overrides the built-in scripts (tests use it to script odd stop reasons).
+    """
+
+    backend: Final = "scripted"
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.25,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        policy: Policy | None = None,
+    ) -> None:
+        self.latency = latency
+        self._sleep = sleep
+        self._policy = policy
+        self._ids = itertools.count(1)
+        self.calls = 0
+
+    async def create(self, request: ModelRequest) -> Message:
+        """Answer ``request`` after the simulated latency."""
+        conv = Conversation(request)
+        reply = (self._policy or choose_policy(conv))(conv)
+        self.calls += 1
+        if self.latency:
+            await self._sleep(self.latency * reply.think)
+        return self._message(request, conv, reply)
+
+    def _message(self, request: ModelRequest, conv: Conversation, reply: Reply) -> Message:
+        n = next(self._ids)
+        content: list[TextBlock | ToolUseBlock] = []
+        if reply.text:
+            content.append(TextBlock(type="text", text=reply.text))
+        if reply.tool is not None:
+            content.append(
+                ToolUseBlock(
+                    type="tool_use",
+                    id=f"toolu_scripted_{n:04d}",
+                    name=reply.tool,
+                    input=reply.tool_input or {},
+                )
+            )
+        prefix = _tokens([request.system, list(request.tools)])
+        rest = _tokens(list(request.messages))
+        first = conv.turn == 0
+        # Unknown stop reasons (tests script them) bypass the SDK model's validation.
+        build = Message if reply.stop_reason in KNOWN_STOP_REASONS else Message.model_construct
+        return build(
+            id=f"msg_scripted_{n:04d}",
+            type="message",
+            role="assistant",
+            model=request.model,
+            content=list(content),
+            stop_reason=reply.stop_reason,
+            stop_sequence=None,
+            usage=Usage(
+                input_tokens=rest,
+                output_tokens=_tokens([b.model_dump() for b in content]),
+                cache_creation_input_tokens=prefix if first else 0,
+                cache_read_input_tokens=0 if first else prefix,
+            ),
+        )
+
+
+def scripted_replies(replies: Sequence[Reply]) -> Policy:
+    """A policy that plays ``replies`` in order, one per turn of each agent (for tests)."""
+
+    def policy(conv: Conversation) -> Reply:
+        return replies[min(conv.turn, len(replies) - 1)]
+
+    return policy

@@ -1,0 +1,1 @@
+"""orchestrace telemetry: spans, metrics, export, live view and summary (no runtime imports)."""

@@ -1,0 +1,84 @@
+"""The live console view: a SpanProcessor that prints the seed's lines as spans end.
+
+``[helper1] sleep({'seconds': 1}) → slept 1s`` when an ``execute_tool`` span ends, and
+``[lead] ← received from helper1: done, slept 1s`` for each message a ``receive`` span
+delivered. It reads the content attributes that the exporters strip, so the console can
+show snippets while exported spans carry no content.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import Any, TextIO
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from telemetry import semconv as sc
+
+SNIP: int = 60
+
+
+def snip(value: object, n: int = SNIP) -> str:
+    """The seed's ``_snip``: one line, cut at ``n`` characters with an ellipsis."""
+    s = str(value).replace("\n", " ")
+    return s if len(s) <= n else s[:n] + "…"
+
+
+def _arguments(raw: Any) -> object:
+    # The seed printed the tool input dict's repr; spans carry it as JSON.
+    if not isinstance(raw, str):
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:  # clipped JSON: show it as it is
+        return raw
+
+
+class LiveView(SpanProcessor):
+    """Prints tool calls and deliveries to ``stream`` as their spans end."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout
+        self._lock = threading.Lock()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Nothing to do when a span starts."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Print the lines for a finished tool or receive span."""
+        attrs = span.attributes or {}
+        op = attrs.get(sc.GEN_AI_OPERATION_NAME) or attrs.get(sc.MESSAGING_OPERATION_TYPE)
+        agent = attrs.get(sc.GEN_AI_AGENT_NAME)
+        if op == sc.OP_TOOL:
+            if attrs.get(sc.TOOL_CANCELLED):
+                return
+            args = _arguments(attrs.get(sc.GEN_AI_TOOL_CALL_ARGUMENTS))
+            result = attrs.get(sc.GEN_AI_TOOL_CALL_RESULT, "")
+            line = f"  [{agent}] {attrs.get(sc.GEN_AI_TOOL_NAME)}({snip(args)}) → {snip(result)}"
+            self._write([line])
+        elif op == sc.OP_RECEIVE:
+            lines = []
+            for link in span.links:
+                la = link.attributes or {}
+                content = la.get(sc.MESSAGE_CONTENT, "")
+                lines.append(f"  [{agent}] ← received from {la.get(sc.MESSAGE_SENDER)}: "
+                             f"{snip(content)}")
+            self._write(lines)
+
+    def _write(self, lines: list[str]) -> None:
+        with self._lock:
+            try:
+                self._stream.write("".join(line + "\n" for line in lines))
+                self._stream.flush()
+            except (OSError, ValueError):  # a closed console must not break the run
+                pass
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Lines are written as spans end; nothing is buffered."""
+        return True

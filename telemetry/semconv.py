@@ -1,0 +1,106 @@
+"""Every span name, attribute key and metric name orchestrace emits, in one place.
+
+The GenAI and messaging keys follow the OpenTelemetry semantic conventions. They are
+defined here rather than imported from ``opentelemetry-semantic-conventions`` because the
+package marks the GenAI ones unstable (``_incubating``) and renames them between releases;
+pinning the strings here keeps every span and dashboard stable.
+"""
+
+from typing import Final
+
+# --- span operations (span names are "{operation} {target}") -------------------------------
+OP_WORKFLOW: Final = "invoke_workflow"
+OP_AGENT: Final = "invoke_agent"
+OP_CHAT: Final = "chat"
+OP_TOOL: Final = "execute_tool"
+OP_SEND: Final = "send"
+OP_RECEIVE: Final = "receive"
+
+# --- GenAI (https://opentelemetry.io/docs/specs/semconv/gen-ai/) ---------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
+GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
+GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+
+PROVIDER_ANTHROPIC: Final = "anthropic"
+TOOL_TYPE_FUNCTION: Final = "function"
+TOKEN_TYPE_INPUT: Final = "input"
+TOKEN_TYPE_OUTPUT: Final = "output"
+
+# --- messaging (https://opentelemetry.io/docs/specs/semconv/messaging/) -----------------------
+MESSAGING_SYSTEM: Final = "messaging.system"
+MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"
+MESSAGING_OPERATION_NAME: Final = "messaging.operation.name"
+MESSAGING_DESTINATION_NAME: Final = "messaging.destination.name"
+MESSAGING_MESSAGE_ID: Final = "messaging.message.id"
+MESSAGING_BATCH_MESSAGE_COUNT: Final = "messaging.batch.message_count"
+MESSAGING_SYSTEM_ORCHESTRACE: Final = "orchestrace"
+
+# --- general -------------------------------------------------------------------------------
+ERROR_TYPE: Final = "error.type"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+HTTP_REQUEST_RESEND_COUNT: Final = "http.request.resend_count"
+
+# --- orchestrace's own ---------------------------------------------------------------------
+RUN_SCENARIO: Final = "orchestrace.run.scenario"
+RUN_MODEL_BACKEND: Final = "orchestrace.run.model_backend"
+AGENT_ROLE: Final = "orchestrace.agent.role"
+AGENT_STATE: Final = "orchestrace.agent.state"
+AGENT_END_REASON: Final = "orchestrace.agent.end_reason"
+AGENT_TURNS: Final = "orchestrace.agent.turns"
+AGENT_UNREAD_MESSAGES: Final = "orchestrace.agent.unread_messages"
+TOOL_IS_ERROR: Final = "orchestrace.tool.is_error"
+TOOL_CANCELLED: Final = "orchestrace.tool.cancelled"
+MESSAGE_SENDER: Final = "orchestrace.message.sender"
+MESSAGE_OUTCOME: Final = "orchestrace.message.outcome"
+MESSAGE_CONTENT: Final = "orchestrace.message.content"
+MESSAGE_WAIT_SECONDS: Final = "orchestrace.message.wait_seconds"
+DELIVERY_VIA: Final = "orchestrace.delivery.via"
+CACHE_KIND: Final = "orchestrace.cache.kind"
+RUN_OUTCOME: Final = "orchestrace.run.outcome"
+
+#: Attributes that carry user or model content. They are recorded on spans so that the live
+#: view can show snippets, and stripped before export unless content capture is enabled.
+CONTENT_KEYS: Final = frozenset({GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT, MESSAGE_CONTENT})
+
+# --- events --------------------------------------------------------------------------------
+#: A model-call HTTP attempt that failed (the SDK may retry it).
+EVENT_ATTEMPT_FAILED: Final = "orchestrace.model.attempt_failed"
+
+# --- metrics -------------------------------------------------------------------------------
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_CACHE_TOKENS: Final = "orchestrace.model.cache_tokens"
+METRIC_TOOL_DURATION: Final = "orchestrace.tool.duration"
+METRIC_MESSAGES_SENT: Final = "orchestrace.messages.sent"
+METRIC_MESSAGES_RECEIVED: Final = "orchestrace.messages.received"
+METRIC_DELIVERY_LATENCY: Final = "orchestrace.message.delivery.latency"
+METRIC_AGENTS: Final = "orchestrace.agents"
+METRIC_AGENT_TURNS: Final = "orchestrace.agent.turns"
+METRIC_AGENT_WAIT: Final = "orchestrace.agent.wait.duration"
+METRIC_RUNS: Final = "orchestrace.runs"
+
+#: Explicit bucket boundaries the GenAI semantic conventions give for these histograms.
+DURATION_BUCKETS: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)
+TOKEN_BUCKETS: Final = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)

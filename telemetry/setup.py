@@ -1,0 +1,269 @@
+"""Tracer and meter providers from the standard ``OTEL_*`` environment; flush and shutdown.
+
+Honoured: ``OTEL_SDK_DISABLED``, ``OTEL_SERVICE_NAME`` (default ``orchestrace``),
+``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_EXPORTER`` and ``OTEL_METRICS_EXPORTER``
+(comma-separated: ``otlp``, ``console``, ``none``; metrics also ``prometheus``),
+``OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]ENDPOINT`` / ``_PROTOCOL`` (``grpc`` or
+``http/protobuf``) / ``_HEADERS`` / ``_TIMEOUT``, ``OTEL_EXPORTER_PROMETHEUS_HOST`` /
+``_PORT``, ``OTEL_BSP_*``, ``OTEL_METRIC_EXPORT_INTERVAL``.
+
+When ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` are unset, OTLP is used only if an
+OTLP endpoint is configured: the offline demo must not spend its exit retrying a collector
+that is not there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+
+from telemetry import semconv as sc
+from telemetry.export import OTLPJsonLinesExporter, RedactingSpanExporter
+from telemetry.spans import LIVE_SNIPPET_CHARS, ContentPolicy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVICE_NAME: Final = "orchestrace"
+CAPTURE_ENV: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+CONTENT_MAX_ENV: Final = "ORCHESTRACE_CONTENT_MAX_CHARS"
+DEFAULT_CONTENT_MAX_CHARS: Final = 2048
+SHUTDOWN_TIMEOUT_ENV: Final = "ORCHESTRACE_SHUTDOWN_TIMEOUT"
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 3.0
+
+# Larger than the SDK defaults (2048 / 512) so a burst of thousands of agents is not
+# dropped; each can still be set with the standard OTEL_BSP_* variables.
+_BSP_DEFAULTS: Final = {
+    "OTEL_BSP_MAX_QUEUE_SIZE": 65536,
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 2048,
+    "OTEL_BSP_SCHEDULE_DELAY": 500,
+}
+
+_OTLP_ENDPOINT_VARS: Final = {
+    "traces": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+    "metrics": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+}
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, signal: str) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        has_endpoint = any(os.environ.get(v) for v in _OTLP_ENDPOINT_VARS[signal])
+        return ["otlp"] if has_endpoint else []
+    return [p.strip().lower() for p in raw.split(",") if p.strip() and p.strip() != "none"]
+
+
+def _protocol(signal: str) -> str:
+    return (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    ).strip().lower()
+
+
+def capture_content_enabled() -> bool:
+    """Whether ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` asks for content."""
+    return _env_flag(CAPTURE_ENV)
+
+
+def content_policy(*, live: bool) -> ContentPolicy:
+    """How much content spans carry: the capture limit, a live-view snippet, or none."""
+    if capture_content_enabled():
+        raw = os.environ.get(CONTENT_MAX_ENV, "")
+        return ContentPolicy(int(raw) if raw.isdigit() else DEFAULT_CONTENT_MAX_CHARS)
+    return ContentPolicy(LIVE_SNIPPET_CHARS if live else 0)
+
+
+def otlp_span_exporter() -> SpanExporter:
+    """The OTLP trace exporter for the configured protocol (endpoint etc. from env)."""
+    protocol = _protocol("traces")
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HTTPSpanExporter,
+        )
+
+        return HTTPSpanExporter()
+    raise ValueError(f"unsupported OTLP protocol {protocol!r} (use grpc or http/protobuf)")
+
+
+def otlp_metric_exporter() -> MetricExporter:
+    """The OTLP metric exporter for the configured protocol (endpoint etc. from env)."""
+    protocol = _protocol("metrics")
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        return OTLPMetricExporter()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HTTPMetricExporter,
+        )
+
+        return HTTPMetricExporter()
+    raise ValueError(f"unsupported OTLP protocol {protocol!r} (use grpc or http/protobuf)")
+
+
+def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
+    def setting(name: str) -> int:
+        raw = os.environ.get(name, "")
+        return int(raw) if raw.isdigit() else _BSP_DEFAULTS[name]
+
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=setting("OTEL_BSP_MAX_QUEUE_SIZE"),
+        max_export_batch_size=setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+        schedule_delay_millis=setting("OTEL_BSP_SCHEDULE_DELAY"),
+    )
+
+
+@dataclass
+class Telemetry:
+    """The configured providers; :meth:`shutdown` flushes everything within a deadline."""
+
+    enabled: bool
+    tracer_provider: trace.TracerProvider
+    meter_provider: metrics.MeterProvider
+    content: ContentPolicy
+    exporters: list[str] = field(default_factory=list)
+    _shut: bool = False
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush and shut down the providers; give up after ``timeout`` seconds.
+
+        The spans file is flushed first. A collector that is unreachable or stalls cannot
+        hold the process: shutdown runs in a daemon thread that is abandoned at the
+        deadline. Returns True if everything shut down in time.
+        """
+        if self._shut:
+            return True
+        self._shut = True
+        if timeout is None:
+            raw = os.environ.get(SHUTDOWN_TIMEOUT_ENV, "")
+            timeout = float(raw) if raw.replace(".", "", 1).isdigit() else DEFAULT_SHUTDOWN_TIMEOUT
+
+        def _shutdown() -> None:
+            for provider in (self.tracer_provider, self.meter_provider):
+                stop = getattr(provider, "shutdown", None)
+                if stop is None:
+                    continue
+                try:
+                    stop()
+                except Exception:  # telemetry never raises into the program
+                    log.exception("telemetry shutdown failed")
+
+        worker = threading.Thread(target=_shutdown, name="orchestrace-telemetry-shutdown",
+                                  daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            log.warning("telemetry export did not finish within %.1fs; giving up", timeout)
+            return False
+        return True
+
+
+def setup_telemetry(
+    *,
+    spans_file: Path | None = None,
+    processors: Sequence[SpanProcessor] = (),
+    live: bool = False,
+    set_global: bool = True,
+) -> Telemetry:
+    """Build providers from the environment.
+
+    ``processors`` (the live view, the summary collector) see every span with its content
+    attributes; the exporters (spans file, OTLP, console) get spans with content stripped
+    unless content capture is on. ``OTEL_SDK_DISABLED=true`` gives no-op providers.
+    """
+    if _env_flag("OTEL_SDK_DISABLED"):
+        return Telemetry(
+            enabled=False,
+            tracer_provider=trace.NoOpTracerProvider(),
+            meter_provider=metrics.NoOpMeterProvider(),
+            content=ContentPolicy(0),
+        )
+    resource = Resource.create()
+    if not os.environ.get("OTEL_SERVICE_NAME") and resource.attributes.get(SERVICE_NAME, "").startswith(
+        "unknown_service"
+    ):
+        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    policy = content_policy(live=live)
+    redact = frozenset() if capture_content_enabled() else sc.CONTENT_KEYS
+    tracer_provider = TracerProvider(resource=resource)
+    names: list[str] = []
+
+    def add_exporter(exporter: SpanExporter, label: str) -> None:
+        wrapped = RedactingSpanExporter(exporter, redact) if redact else exporter
+        tracer_provider.add_span_processor(_batch(wrapped))
+        names.append(label)
+
+    # The file goes first: shutdown flushes processors in order, so a stalled collector
+    # later in the list cannot keep spans from reaching the file.
+    if spans_file is not None:
+        add_exporter(OTLPJsonLinesExporter(spans_file), f"file:{spans_file}")
+    for processor in processors:
+        tracer_provider.add_span_processor(processor)
+    for name in _env_list("OTEL_TRACES_EXPORTER", "traces"):
+        if name == "otlp":
+            add_exporter(otlp_span_exporter(), f"otlp/{_protocol('traces')}")
+        elif name == "console":
+            add_exporter(ConsoleSpanExporter(out=sys.stderr), "console")
+        else:
+            log.warning("unsupported OTEL_TRACES_EXPORTER value %r ignored", name)
+
+    readers: list[MetricReader] = []
+    for name in _env_list("OTEL_METRICS_EXPORTER", "metrics"):
+        if name == "otlp":
+            readers.append(PeriodicExportingMetricReader(otlp_metric_exporter()))
+            names.append(f"metrics:otlp/{_protocol('metrics')}")
+        elif name == "console":
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
+            names.append("metrics:console")
+        elif name == "prometheus":
+            readers.append(prometheus_reader())
+            names.append("metrics:prometheus")
+        else:
+            log.warning("unsupported OTEL_METRICS_EXPORTER value %r ignored", name)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    if set_global:
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+    return Telemetry(True, tracer_provider, meter_provider, policy, names)
+
+
+def prometheus_reader() -> MetricReader:
+    """A Prometheus scrape endpoint on OTEL_EXPORTER_PROMETHEUS_HOST/PORT (localhost:9464)."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import start_http_server
+
+    host = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost")
+    port = int(os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464"))
+    start_http_server(port=port, addr=host)
+    return PrometheusMetricReader()

@@ -1,0 +1,512 @@
+"""Span helpers: the only place that starts spans or builds attribute sets.
+
+The runtime calls :class:`RunTelemetry` methods at each step (workflow, agent, chat,
+execute_tool, send, receive); each opens one span with the semantic-convention attributes
+and records the matching metrics while the span is current, so exemplars carry its trace id.
+This module knows nothing of the runtime: messages are anything shaped like
+:class:`DeliveredMessage`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import (
+    Link,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TracerProvider,
+)
+
+from telemetry import semconv as sc
+from telemetry.metrics import Instruments
+from telemetry.version import __version__
+
+#: How many characters of content are kept on spans when capture is off. Enough for the
+#: live view's 60-character snippets; stripped before export by the redacting exporter.
+LIVE_SNIPPET_CHARS: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ContentPolicy:
+    """What content goes on spans: ``max_chars`` characters per value, or none at all."""
+
+    max_chars: int = LIVE_SNIPPET_CHARS
+
+    def clip(self, text: str) -> str | None:
+        """``text`` cut to the limit, or None when content is not recorded."""
+        if self.max_chars <= 0:
+            return None
+        return text if len(text) <= self.max_chars else text[: self.max_chars]
+
+
+class DeliveredMessage(Protocol):
+    """What a receive span needs to know of one message."""
+
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def sender(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def sent_at_ns(self) -> int: ...
+    @property
+    def traceparent(self) -> str | None: ...
+
+
+def format_traceparent(ctx: SpanContext) -> str | None:
+    """The W3C ``traceparent`` header for ``ctx`` (None for an invalid context)."""
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def parse_traceparent(value: str | None) -> SpanContext | None:
+    """The remote span context a ``traceparent`` names, or None if it is malformed."""
+    if not value:
+        return None
+    parts = value.split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        ctx = SpanContext(
+            trace_id=int(parts[1], 16),
+            span_id=int(parts[2], 16),
+            is_remote=True,
+            trace_flags=TraceFlags(int(parts[3], 16) & 0xFF),
+        )
+    except ValueError:
+        return None
+    return ctx if ctx.is_valid else None
+
+
+def _error_type(exc: BaseException) -> str:
+    status = getattr(exc, "status_code", None)
+    return str(status) if isinstance(status, int) else type(exc).__name__
+
+
+def _fail(span: Span, exc: BaseException, error_type: str) -> None:
+    span.record_exception(exc)
+    span.set_attribute(sc.ERROR_TYPE, error_type)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
+# --- model attempts (recorded by the anthropic client's middleware) -------------------------
+@dataclass
+class _ChatState:
+    span: Span
+    attempts: int = 0
+
+
+_current_chat: ContextVar[_ChatState | None] = ContextVar("orchestrace_chat", default=None)
+
+
+def begin_model_attempt() -> int:
+    """Count one HTTP attempt of the current model call; returns its 0-based number."""
+    state = _current_chat.get()
+    if state is None:
+        return 0
+    state.attempts += 1
+    return state.attempts - 1
+
+
+def end_model_attempt(attempt: int, *, status_code: int | None, error: str | None) -> None:
+    """Record a failed attempt (HTTP error status or connection error) as a span event."""
+    state = _current_chat.get()
+    if state is None or (error is None and status_code is not None and status_code < 400):
+        return
+    attributes: dict[str, Any] = {sc.HTTP_REQUEST_RESEND_COUNT: attempt}
+    if status_code is not None:
+        attributes[sc.HTTP_RESPONSE_STATUS_CODE] = status_code
+    attributes[sc.ERROR_TYPE] = error if error is not None else str(status_code)
+    state.span.add_event(sc.EVENT_ATTEMPT_FAILED, attributes)
+
+
+# --- handles -----------------------------------------------------------------------------
+@dataclass
+class AgentSpan:
+    """The open ``invoke_agent`` span; :meth:`finish` records how the agent ended."""
+
+    span: Span
+
+    def finish(
+        self,
+        state: str,
+        reason: str,
+        *,
+        turns: int,
+        unread: int = 0,
+        error: BaseException | None = None,
+        failed: bool = False,
+    ) -> None:
+        """Set the final state, the reason, and ERROR status for an abnormal end."""
+        self.span.set_attribute(sc.AGENT_STATE, str(state))
+        self.span.set_attribute(sc.AGENT_END_REASON, reason)
+        self.span.set_attribute(sc.AGENT_TURNS, turns)
+        self.span.set_attribute(sc.AGENT_UNREAD_MESSAGES, unread)
+        if error is not None:
+            _fail(self.span, error, _error_type(error))
+        elif failed:
+            self.span.set_attribute(sc.ERROR_TYPE, reason)
+            self.span.set_status(Status(StatusCode.ERROR, reason))
+
+
+@dataclass
+class ChatCall:
+    """The open ``chat`` span; :meth:`record_response` adds the response attributes."""
+
+    span: Span
+    usage: dict[str, int] = field(default_factory=dict)
+    response_model: str | None = None
+
+    def record_response(self, message: Any) -> None:
+        """Record id, model, stop reason and token usage of an ``anthropic.types.Message``."""
+        usage = message.usage
+        cache_read = usage.cache_read_input_tokens or 0
+        cache_creation = usage.cache_creation_input_tokens or 0
+        input_tokens = usage.input_tokens + cache_read + cache_creation
+        self.response_model = message.model
+        self.usage = {
+            sc.TOKEN_TYPE_INPUT: input_tokens,
+            sc.TOKEN_TYPE_OUTPUT: usage.output_tokens,
+            "cache_read": cache_read,
+            "cache_creation": cache_creation,
+        }
+        self.span.set_attributes(
+            {
+                sc.GEN_AI_RESPONSE_ID: message.id,
+                sc.GEN_AI_RESPONSE_MODEL: message.model,
+                sc.GEN_AI_RESPONSE_FINISH_REASONS: (str(message.stop_reason),),
+                sc.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
+                sc.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+                sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cache_read,
+                sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: cache_creation,
+            }
+        )
+
+
+@dataclass
+class ToolSpan:
+    """The open ``execute_tool`` span; :meth:`record_result` adds the outcome."""
+
+    span: Span
+    policy: ContentPolicy
+    error_type: str | None = None
+
+    def record_exception(self, exc: BaseException) -> None:
+        """Record an unexpected exception raised inside the tool (a bug, not bad input)."""
+        self.span.record_exception(exc)
+
+    def record_result(self, text: str, *, error_type: str | None = None) -> None:
+        """Record the tool's result; ``error_type`` marks an ``is_error`` result."""
+        clipped = self.policy.clip(text)
+        if clipped is not None:
+            self.span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, clipped)
+        self.span.set_attribute(sc.TOOL_IS_ERROR, error_type is not None)
+        if error_type is not None:
+            self.error_type = error_type
+            self.span.set_attribute(sc.ERROR_TYPE, error_type)
+            # The description names the category only: error texts echo tool arguments,
+            # which are content and stay out of exported spans unless capture is on.
+            self.span.set_status(Status(StatusCode.ERROR, error_type))
+
+
+@dataclass
+class SendSpan:
+    """The open ``send`` span: its ``traceparent`` travels in the envelope."""
+
+    span: Span
+    traceparent: str | None
+    outcome: str | None = None
+
+    def record_outcome(self, outcome: str) -> None:
+        """Record what the hub did with the message (delivered, unknown, ended)."""
+        self.outcome = str(outcome)
+        self.span.set_attribute(sc.MESSAGE_OUTCOME, self.outcome)
+
+
+class RunTelemetry:
+    """Spans and metrics for one run; ``run_id`` becomes ``gen_ai.conversation.id``."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        content: ContentPolicy | None = None,
+    ) -> None:
+        provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        self.run_id = run_id
+        self.tracer = provider.get_tracer("orchestrace", __version__)
+        self.instruments = Instruments(meter_provider)
+        self.content = content if content is not None else ContentPolicy()
+
+    # --- workflow and agents ---------------------------------------------------------------
+    @contextmanager
+    def workflow(self, scenario: str, *, backend: str) -> Iterator[Span]:
+        """The run's root span, ``invoke_workflow {scenario}``."""
+        span = self.tracer.start_span(
+            f"{sc.OP_WORKFLOW} {scenario}",
+            attributes={
+                sc.GEN_AI_OPERATION_NAME: sc.OP_WORKFLOW,
+                sc.GEN_AI_WORKFLOW_NAME: scenario,
+                sc.GEN_AI_CONVERSATION_ID: self.run_id,
+                sc.RUN_SCENARIO: scenario,
+                sc.RUN_MODEL_BACKEND: backend,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        outcome = "completed"
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                yield span
+        except BaseException as exc:
+            outcome = "interrupted" if not isinstance(exc, Exception) else "failed"
+            _fail(span, exc, type(exc).__name__)
+            raise
+        finally:
+            span.set_attribute(sc.RUN_OUTCOME, outcome)
+            with trace.use_span(span, end_on_exit=False):
+                self.instruments.runs.add(1, {sc.RUN_SCENARIO: scenario, sc.RUN_OUTCOME: outcome})
+            span.end()
+
+    @contextmanager
+    def agent(
+        self, name: str, role: str, *, model: str, parent: Context | None = None
+    ) -> Iterator[AgentSpan]:
+        """``invoke_agent {name}``, a child of ``parent`` (the spawning span)."""
+        span = self.tracer.start_span(
+            f"{sc.OP_AGENT} {name}",
+            context=parent,
+            attributes={
+                sc.GEN_AI_OPERATION_NAME: sc.OP_AGENT,
+                sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_ANTHROPIC,
+                sc.GEN_AI_AGENT_NAME: name,
+                sc.GEN_AI_AGENT_ID: f"{self.run_id}/{name}",
+                sc.GEN_AI_REQUEST_MODEL: model,
+                sc.GEN_AI_CONVERSATION_ID: self.run_id,
+                sc.AGENT_ROLE: role,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        with trace.use_span(span, end_on_exit=True):
+            yield AgentSpan(span)
+
+    def agent_state_changed(self, role: str, old: str | None, new: str) -> None:
+        """Move one agent between the state buckets of the ``orchestrace.agents`` gauge."""
+        if old is not None:
+            self.instruments.agents.add(-1, {sc.AGENT_ROLE: role, sc.AGENT_STATE: str(old)})
+        self.instruments.agents.add(1, {sc.AGENT_ROLE: role, sc.AGENT_STATE: str(new)})
+
+    # --- model calls -------------------------------------------------------------------------
+    @contextmanager
+    def chat(self, agent: str, role: str, *, model: str, max_tokens: int) -> Iterator[ChatCall]:
+        """``chat {model}`` (CLIENT) around one model call, with retries as events."""
+        span = self.tracer.start_span(
+            f"{sc.OP_CHAT} {model}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                sc.GEN_AI_OPERATION_NAME: sc.OP_CHAT,
+                sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_ANTHROPIC,
+                sc.GEN_AI_REQUEST_MODEL: model,
+                sc.GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
+                sc.GEN_AI_AGENT_NAME: agent,
+                sc.GEN_AI_CONVERSATION_ID: self.run_id,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        call = ChatCall(span)
+        state = _ChatState(span)
+        token = _current_chat.set(state)
+        started = time.perf_counter()
+        error_type: str | None = None
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                yield call
+        except BaseException as exc:
+            error_type = _error_type(exc)
+            _fail(span, exc, error_type)
+            raise
+        finally:
+            _current_chat.reset(token)
+            if state.attempts > 1:
+                span.set_attribute(sc.HTTP_REQUEST_RESEND_COUNT, state.attempts - 1)
+            self._record_chat_metrics(span, call, model, role, time.perf_counter() - started,
+                                      error_type)
+            span.end()
+
+    def _record_chat_metrics(
+        self, span: Span, call: ChatCall, model: str, role: str, seconds: float,
+        error_type: str | None,
+    ) -> None:
+        attrs: dict[str, str] = {
+            sc.GEN_AI_OPERATION_NAME: sc.OP_CHAT,
+            sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_ANTHROPIC,
+            sc.GEN_AI_REQUEST_MODEL: model,
+        }
+        if call.response_model is not None:
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = call.response_model
+        ins = self.instruments
+        with trace.use_span(span, end_on_exit=False):
+            ins.operation_duration.record(
+                seconds, attrs if error_type is None else {**attrs, sc.ERROR_TYPE: error_type}
+            )
+            if not call.usage:
+                return
+            for token_type in (sc.TOKEN_TYPE_INPUT, sc.TOKEN_TYPE_OUTPUT):
+                ins.token_usage.record(
+                    call.usage[token_type], {**attrs, sc.GEN_AI_TOKEN_TYPE: token_type}
+                )
+            for kind in ("cache_read", "cache_creation"):
+                if call.usage[kind]:
+                    ins.cache_tokens.add(call.usage[kind], {**attrs, sc.CACHE_KIND: kind})
+            ins.agent_turns.add(1, {sc.AGENT_ROLE: role})
+
+    # --- tools -------------------------------------------------------------------------------
+    @contextmanager
+    def tool(
+        self, agent: str, role: str, *, name: str, call_id: str, arguments: Mapping[str, Any]
+    ) -> Iterator[ToolSpan]:
+        """``execute_tool {name}`` around one tool dispatch."""
+        attributes: dict[str, Any] = {
+            sc.GEN_AI_OPERATION_NAME: sc.OP_TOOL,
+            sc.GEN_AI_TOOL_NAME: name,
+            sc.GEN_AI_TOOL_CALL_ID: call_id,
+            sc.GEN_AI_TOOL_TYPE: sc.TOOL_TYPE_FUNCTION,
+            sc.GEN_AI_AGENT_NAME: agent,
+        }
+        if self.content.max_chars > 0:
+            clipped = self.content.clip(_to_json(arguments))
+            attributes[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = clipped
+        span = self.tracer.start_span(
+            f"{sc.OP_TOOL} {name}",
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        handle = ToolSpan(span, self.content)
+        started = time.perf_counter()
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                yield handle
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                handle.error_type = type(exc).__name__
+                _fail(span, exc, handle.error_type)
+            else:  # cancelled (the agent was killed) or interrupted: not the tool's fault
+                span.set_attribute(sc.TOOL_CANCELLED, True)
+            raise
+        finally:
+            attrs = {sc.GEN_AI_TOOL_NAME: name, sc.AGENT_ROLE: role}
+            if handle.error_type is not None:
+                attrs[sc.ERROR_TYPE] = handle.error_type
+            with trace.use_span(span, end_on_exit=False):
+                self.instruments.tool_duration.record(time.perf_counter() - started, attrs)
+            span.end()
+
+    def record_wait(self, role: str, seconds: float) -> None:
+        """Record time an agent spent blocked waiting for messages."""
+        self.instruments.agent_wait.record(seconds, {sc.AGENT_ROLE: role})
+
+    # --- messaging ---------------------------------------------------------------------------
+    @contextmanager
+    def send(
+        self, sender: str, role: str, *, recipient: str, message_id: str, content: str
+    ) -> Iterator[SendSpan]:
+        """``send {recipient}`` (PRODUCER) for one message to one recipient."""
+        attributes: dict[str, Any] = {
+            sc.MESSAGING_SYSTEM: sc.MESSAGING_SYSTEM_ORCHESTRACE,
+            sc.MESSAGING_OPERATION_TYPE: sc.OP_SEND,
+            sc.MESSAGING_OPERATION_NAME: sc.OP_SEND,
+            sc.MESSAGING_DESTINATION_NAME: recipient,
+            sc.MESSAGING_MESSAGE_ID: message_id,
+            sc.GEN_AI_AGENT_NAME: sender,
+        }
+        clipped = self.content.clip(content)
+        if clipped is not None:
+            attributes[sc.MESSAGE_CONTENT] = clipped
+        span = self.tracer.start_span(
+            f"{sc.OP_SEND} {recipient}", kind=SpanKind.PRODUCER, attributes=attributes
+        )
+        handle = SendSpan(span, format_traceparent(span.get_span_context()))
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                yield handle
+                self.instruments.messages_sent.add(
+                    1, {sc.AGENT_ROLE: role, sc.MESSAGE_OUTCOME: handle.outcome or "unknown"}
+                )
+        finally:
+            span.end()
+
+    def receive(
+        self, agent: str, role: str, messages: Sequence[DeliveredMessage], *, via: str
+    ) -> None:
+        """One ``receive {agent}`` span for a delivery, linked to each message's send span."""
+        now = time.time_ns()
+        links: list[Link] = []
+        waits: list[float] = []
+        for m in messages:
+            wait = max(0, now - m.sent_at_ns) / 1e9
+            waits.append(wait)
+            ctx = parse_traceparent(m.traceparent)
+            if ctx is None:
+                continue
+            attrs: dict[str, Any] = {
+                sc.MESSAGING_MESSAGE_ID: m.message_id,
+                sc.MESSAGE_SENDER: m.sender,
+                sc.MESSAGE_WAIT_SECONDS: wait,
+            }
+            clipped = self.content.clip(m.content)
+            if clipped is not None:
+                attrs[sc.MESSAGE_CONTENT] = clipped
+            links.append(Link(ctx, attrs))
+        span = self.tracer.start_span(
+            f"{sc.OP_RECEIVE} {agent}",
+            kind=SpanKind.CLIENT,
+            links=links,
+            attributes={
+                sc.MESSAGING_SYSTEM: sc.MESSAGING_SYSTEM_ORCHESTRACE,
+                sc.MESSAGING_OPERATION_TYPE: sc.OP_RECEIVE,
+                sc.MESSAGING_OPERATION_NAME: sc.OP_RECEIVE,
+                sc.MESSAGING_DESTINATION_NAME: agent,
+                sc.MESSAGING_BATCH_MESSAGE_COUNT: len(messages),
+                sc.GEN_AI_AGENT_NAME: agent,
+                sc.DELIVERY_VIA: via,
+            },
+        )
+        attrs_metric = {sc.AGENT_ROLE: role}
+        with trace.use_span(span, end_on_exit=True):
+            self.instruments.messages_received.add(len(messages), attrs_metric)
+            for wait in waits:
+                self.instruments.delivery_latency.record(wait, attrs_metric)
+
+
+def current_context() -> Context:
+    """The active context, to hand explicitly to a task that starts a child agent."""
+    return otel_context.get_current()
+
+
+def _to_json(value: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    except (TypeError, ValueError):
+        return repr(value)

@@ -1,0 +1,246 @@
+"""The run summary, computed from span data alone (live, from a spans file, or from Jaeger).
+
+It prints the seed's tool-call lines exactly (``lead: 3×wait_for_message, 1×create_subagents,
+...``: agents sorted, tools by count, ties in first-call order) and then a per-agent table.
+Every figure comes from leaf spans (``chat``, ``execute_tool``, ``send``, ``receive``), so
+nothing is counted twice; the ``invoke_agent`` spans only contribute final state and time.
+Aggregation is incremental (:class:`SummaryBuilder`), so a file of millions of spans is
+summarised in one streaming pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from telemetry import semconv as sc
+from telemetry.records import SpanRecord, from_readable_span
+
+
+class SummaryError(Exception):
+    """The spans given do not contain the run that was asked for."""
+
+
+@dataclass
+class AgentStats:
+    """Everything the summary shows for one agent."""
+
+    name: str
+    role: str = ""
+    state: str = "?"
+    reason: str = ""
+    model_calls: int = 0
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    tools: dict[str, list[int]] = field(default_factory=dict)  # name -> [count, first start]
+    tool_errors: int = 0
+    sent: int = 0
+    undelivered: int = 0
+    received: int = 0
+    lifetime_ns: int = 0
+    waiting_ns: int = 0
+
+    @property
+    def tool_calls(self) -> int:
+        """Number of tool dispatches."""
+        return sum(count for count, _ in self.tools.values())
+
+    def seed_line(self) -> str:
+        """``name: 3×wait_for_message, 1×create_subagents`` — the seed's format."""
+        ordered = sorted(self.tools.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
+        return f"  {self.name}: " + ", ".join(f"{c}×{t}" for t, (c, _) in ordered)
+
+
+@dataclass
+class TraceSummary:
+    """The aggregate of one trace."""
+
+    trace_id: str
+    scenario: str = "?"
+    outcome: str = ""
+    root_start_ns: int | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+    spans: int = 0
+    agents: dict[str, AgentStats] = field(default_factory=dict)
+
+    def agent(self, name: str) -> AgentStats:
+        """The stats of ``name``, created on first use."""
+        stats = self.agents.get(name)
+        if stats is None:
+            stats = self.agents[name] = AgentStats(name)
+        return stats
+
+    def add(self, span: SpanRecord) -> None:
+        """Fold one span into the aggregate."""
+        self.spans += 1
+        self.start_ns = span.start_ns if self.start_ns is None else min(self.start_ns, span.start_ns)
+        self.end_ns = span.end_ns if self.end_ns is None else max(self.end_ns, span.end_ns)
+        attrs = span.attributes
+        op = attrs.get(sc.GEN_AI_OPERATION_NAME) or attrs.get(sc.MESSAGING_OPERATION_TYPE)
+        if op == sc.OP_WORKFLOW:
+            self.scenario = str(attrs.get(sc.RUN_SCENARIO, "?"))
+            self.outcome = str(attrs.get(sc.RUN_OUTCOME, ""))
+            self.root_start_ns = span.start_ns
+            return
+        name = attrs.get(sc.GEN_AI_AGENT_NAME)
+        if not isinstance(name, str):
+            return
+        stats = self.agent(name)
+        if op == sc.OP_AGENT:
+            stats.role = str(attrs.get(sc.AGENT_ROLE, ""))
+            stats.state = str(attrs.get(sc.AGENT_STATE, "?"))
+            stats.reason = str(attrs.get(sc.AGENT_END_REASON, ""))
+            stats.lifetime_ns = span.end_ns - span.start_ns
+        elif op == sc.OP_CHAT:
+            stats.model_calls += 1
+            if span.status != "ERROR":
+                stats.turns += 1
+            stats.input_tokens += _int(attrs.get(sc.GEN_AI_USAGE_INPUT_TOKENS))
+            stats.output_tokens += _int(attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS))
+            stats.cache_read_tokens += _int(attrs.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS))
+            stats.cache_creation_tokens += _int(
+                attrs.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
+            )
+        elif op == sc.OP_TOOL:
+            tool = str(attrs.get(sc.GEN_AI_TOOL_NAME, "?"))
+            entry = stats.tools.get(tool)
+            if entry is None:
+                stats.tools[tool] = [1, span.start_ns]
+            else:
+                entry[0] += 1
+                entry[1] = min(entry[1], span.start_ns)
+            if span.status == "ERROR":
+                stats.tool_errors += 1
+            if tool == "wait_for_message":
+                stats.waiting_ns += span.end_ns - span.start_ns
+        elif op == sc.OP_SEND:
+            stats.sent += 1
+            if attrs.get(sc.MESSAGE_OUTCOME) != "delivered":
+                stats.undelivered += 1
+        elif op == sc.OP_RECEIVE:
+            stats.received += _int(attrs.get(sc.MESSAGING_BATCH_MESSAGE_COUNT))
+
+    def render(self) -> str:
+        """The summary text: a header, the seed's tool-call lines, and the agent table."""
+        seconds = ((self.end_ns or 0) - (self.start_ns or 0)) / 1e9
+        header = (
+            f"Run {self.scenario} · trace {self.trace_id} · {self.spans} spans · {seconds:.2f}s"
+            + (f" · {self.outcome}" if self.outcome else "")
+        )
+        agents = [self.agents[n] for n in sorted(self.agents)]
+        seed = [a.seed_line() for a in agents if a.tools]
+        return "\n".join([header, "", "Tool-call summary:", *seed, "", _table(agents)]) + "\n"
+
+
+_COLUMNS = (
+    "agent", "role", "state", "reason", "turns", "calls", "in tok", "out tok", "cache rd",
+    "cache wr", "tools", "errors", "sent", "undeliv", "recv", "active", "waiting",
+)
+
+
+def _table(agents: list[AgentStats]) -> str:
+    rows = [
+        [
+            a.name, a.role, a.state, a.reason, str(a.turns), str(a.model_calls),
+            str(a.input_tokens), str(a.output_tokens), str(a.cache_read_tokens),
+            str(a.cache_creation_tokens), str(a.tool_calls), str(a.tool_errors), str(a.sent),
+            str(a.undelivered), str(a.received),
+            f"{max(0, a.lifetime_ns - a.waiting_ns) / 1e9:.2f}s", f"{a.waiting_ns / 1e9:.2f}s",
+        ]
+        for a in agents
+    ]
+    total = ["total", "", "", ""] + [
+        str(sum(int(r[i]) for r in rows)) for i in range(4, 15)
+    ] + [
+        f"{sum(float(r[15][:-1]) for r in rows):.2f}s",
+        f"{sum(float(r[16][:-1]) for r in rows):.2f}s",
+    ]
+    table = [list(_COLUMNS), *rows, total]
+    widths = [max(len(r[i]) for r in table) for i in range(len(_COLUMNS))]
+
+    def fmt(row: list[str]) -> str:
+        cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join(fmt(r) for r in table)
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+class SummaryBuilder:
+    """Folds spans of any number of traces; :meth:`summary` picks one."""
+
+    def __init__(self) -> None:
+        self.traces: dict[str, TraceSummary] = {}
+
+    def add(self, span: SpanRecord) -> None:
+        """Fold one span into its trace's aggregate."""
+        trace = self.traces.get(span.trace_id)
+        if trace is None:
+            trace = self.traces[span.trace_id] = TraceSummary(span.trace_id)
+        trace.add(span)
+
+    def add_all(self, spans: Iterable[SpanRecord]) -> SummaryBuilder:
+        """Fold every span of ``spans``; returns self."""
+        for span in spans:
+            self.add(span)
+        return self
+
+    def summary(self, trace_id: str | None = None) -> TraceSummary:
+        """The trace ``trace_id``, or else the run whose root span started last."""
+        if trace_id is not None:
+            found = self.traces.get(trace_id.lower())
+            if found is None:
+                known = ", ".join(list(self.traces)[:10]) or "none"
+                raise SummaryError(f"trace {trace_id} not found (traces present: {known})")
+            return found
+        if not self.traces:
+            raise SummaryError("no spans found")
+        return max(
+            self.traces.values(),
+            key=lambda t: (t.root_start_ns is not None, t.root_start_ns or t.start_ns or 0),
+        )
+
+
+def summarize(spans: Iterable[SpanRecord], trace_id: str | None = None) -> str:
+    """The rendered summary of one trace among ``spans``."""
+    return SummaryBuilder().add_all(spans).summary(trace_id).render()
+
+
+class SummaryProcessor(SpanProcessor):
+    """Collects a live run's spans as they end, for the summary printed at exit."""
+
+    def __init__(self) -> None:
+        self._builder = SummaryBuilder()
+        self._lock = threading.Lock()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Nothing to do when a span starts."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Fold the finished span into the summary."""
+        record = from_readable_span(span)
+        with self._lock:
+            self._builder.add(record)
+
+    def summary(self, trace_id: str | None = None) -> TraceSummary:
+        """The aggregate of ``trace_id`` (or the latest run) so far."""
+        with self._lock:
+            return self._builder.summary(trace_id)
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Spans are folded as they end; nothing is buffered."""
+        return True

@@ -1,0 +1,137 @@
+"""Test support: a traced run on the scripted model, collected in memory."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from runtime.agent import RunConfig, RunContext
+from runtime.hub import Hub
+from runtime.models import ModelClient
+from runtime.scenarios import ScenarioResult, run_scenario
+from runtime.scripted import ScriptedModel
+from telemetry.live import LiveView
+from telemetry.records import SpanRecord, from_readable_span
+from telemetry.spans import ContentPolicy, RunTelemetry
+from telemetry.summary import SummaryProcessor
+
+
+@dataclass
+class Traced:
+    """A run's providers and what they collected."""
+
+    exporter: InMemorySpanExporter = field(default_factory=InMemorySpanExporter)
+    metrics: InMemoryMetricReader = field(default_factory=InMemoryMetricReader)
+    live_out: io.StringIO = field(default_factory=io.StringIO)
+    summary: SummaryProcessor = field(default_factory=SummaryProcessor)
+
+    def __post_init__(self) -> None:
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(LiveView(self.live_out))
+        self.tracer_provider.add_span_processor(self.summary)
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.meter_provider = MeterProvider(metric_readers=[self.metrics])
+
+    def context(
+        self,
+        model: ModelClient | None = None,
+        config: RunConfig | None = None,
+        content: ContentPolicy | None = None,
+    ) -> RunContext:
+        return RunContext(
+            hub=Hub(),
+            model=model if model is not None else ScriptedModel(),
+            telemetry=RunTelemetry(
+                run_id="run-test",
+                tracer_provider=self.tracer_provider,
+                meter_provider=self.meter_provider,
+                content=content,
+            ),
+            config=config if config is not None else RunConfig(model="claude-opus-4-8"),
+        )
+
+    @property
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    @property
+    def records(self) -> list[SpanRecord]:
+        return [from_readable_span(s) for s in self.spans]
+
+    def named(self, prefix: str) -> list[ReadableSpan]:
+        return [s for s in self.spans if s.name.startswith(prefix)]
+
+
+async def run_traced(traced: Traced, scenario: str, **kwargs: object) -> ScenarioResult:
+    """Run ``scenario`` on the scripted model (or ``model=``) with ``traced``'s providers."""
+    run = traced.context(**kwargs)  # type: ignore[arg-type]
+    return await run_scenario(scenario, run)
+
+
+#: The attributes a span-tree snapshot keeps (ids, timestamps and token estimates vary).
+SNAPSHOT_KEYS = (
+    "gen_ai.operation.name",
+    "gen_ai.agent.name",
+    "gen_ai.tool.name",
+    "gen_ai.request.model",
+    "gen_ai.response.finish_reasons",
+    "orchestrace.agent.role",
+    "orchestrace.agent.state",
+    "orchestrace.agent.end_reason",
+    "orchestrace.tool.is_error",
+    "orchestrace.tool.cancelled",
+    "messaging.operation.type",
+    "messaging.destination.name",
+    "messaging.batch.message_count",
+    "orchestrace.message.outcome",
+    "orchestrace.delivery.via",
+    "error.type",
+)
+
+
+def span_tree(spans: list[ReadableSpan]) -> list[dict[str, object]]:
+    """The spans as a normalized tree: names, kinds, status, key attributes, links by name.
+
+    Children are ordered by start time (ties by name); a link is shown as the linked span's
+    name and the agent that sent it, so the tree compares equal across runs.
+    """
+    by_id = {s.context.span_id: s for s in spans}
+    children: dict[int | None, list[ReadableSpan]] = {}
+    for s in spans:
+        parent = s.parent.span_id if s.parent is not None else None
+        children.setdefault(parent if parent in by_id else None, []).append(s)
+
+    def node(s: ReadableSpan) -> dict[str, object]:
+        attrs = s.attributes or {}
+        out: dict[str, object] = {
+            "name": s.name,
+            "kind": s.kind.name,
+            "attributes": {k: _plain(attrs[k]) for k in SNAPSHOT_KEYS if k in attrs},
+        }
+        if s.status.status_code.name != "UNSET":
+            out["status"] = s.status.status_code.name
+        if s.links:
+            out["links"] = [
+                f"{by_id[link.context.span_id].name} by "
+                f"{(by_id[link.context.span_id].attributes or {}).get('gen_ai.agent.name')}"
+                if link.context.span_id in by_id else "<dangling>"
+                for link in s.links
+            ]
+        kids = sorted(children.get(s.context.span_id, []),
+                      key=lambda c: (c.start_time or 0, c.name))
+        if kids:
+            out["children"] = [node(c) for c in kids]
+        return out
+
+    roots = sorted(children.get(None, []), key=lambda c: (c.start_time or 0, c.name))
+    return [node(r) for r in roots]
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
