@@ -76,7 +76,9 @@ class AgentResult:
     text: str
 
 
-async def run_agent(run: RunContext, spec: AgentSpec, *, parent: Context | None = None) -> AgentResult:
+async def run_agent(
+    run: RunContext, spec: AgentSpec, *, parent: Context | None = None
+) -> AgentResult:
     """Run one agent to its end; never raises except when cancelled.
 
     The agent must already be registered with the hub (so messages can reach it before its
@@ -159,8 +161,7 @@ class _AgentLoop:
     ) -> AgentResult:
         unread = self.hub.end(self.spec.name, state)
         final = self.hub.state(self.spec.name)  # a killer may have set KILLED first
-        span.finish(final, reason, turns=self.turns, unread=len(unread), error=error,
-                    failed=failed)
+        span.finish(final, reason, turns=self.turns, unread=len(unread), error=error, failed=failed)
         log.debug("agent ended", state=str(final), reason=reason, unread=len(unread))
         return AgentResult(self.spec.name, final, reason, text)
 
@@ -187,20 +188,29 @@ class _AgentLoop:
         for block in response.content:
             if block.type != "tool_use":
                 continue
-            call = ToolCall(block.id, block.name, block.input if isinstance(block.input, dict)
-                            else {"input": block.input})
+            call = ToolCall(
+                block.id,
+                block.name,
+                block.input if isinstance(block.input, dict) else {"input": block.input},
+            )
             outcome = await self._run_tool(call)
             via = "wait_for_message" if call.name == WAIT_FOR_MESSAGE["name"] else "tool_result"
             result: dict[str, Any] = {
-                "type": "tool_result", "tool_use_id": call.id, "content": outcome.text,
+                "type": "tool_result",
+                "tool_use_id": call.id,
+                "content": outcome.text,
             }
             if outcome.is_error:
                 result["is_error"] = True
             results.append(result)
         inbox = self._deliver(via=via)
         if not results:
-            return [{"type": "text", "text": "(stop_reason was tool_use but no tool was called)"
-                     + inbox}]
+            return [
+                {
+                    "type": "text",
+                    "text": "(stop_reason was tool_use but no tool was called)" + inbox,
+                }
+            ]
         results[-1]["content"] += inbox  # ← the seed's key line
         return results
 

@@ -9,6 +9,7 @@ from typing import Any, Final, Protocol
 
 import anthropic
 from anthropic.types import Message
+from opentelemetry.trace import TracerProvider
 
 from telemetry import spans
 
@@ -43,6 +44,9 @@ class ModelClient(Protocol):
     async def create(self, request: ModelRequest) -> Message:
         """Run one model call; raise ``anthropic.APIError`` subclasses on failure."""
 
+    async def close(self) -> None:
+        """Release connections (called once the run is over)."""
+
 
 class _AttemptRecorder(anthropic.Middleware):
     """Records every HTTP attempt after the first on the current ``chat`` span.
@@ -70,7 +74,8 @@ class AnthropicModel:
 
     The SDK's own OpenTelemetry spans are disabled (``open_telemetry={"traces": False}``):
     orchestrace's ``chat`` span is the one CLIENT span per call, and the SDK's retries are
-    recorded on it by :class:`_AttemptRecorder`.
+    recorded on it by :class:`_AttemptRecorder`. ``sdk_traces=True`` turns the SDK's spans
+    back on (they would duplicate ours; tests use it to show the difference).
     """
 
     backend: Final = "anthropic"
@@ -83,16 +88,21 @@ class AnthropicModel:
         api_key: str | None = None,
         max_retries: int = anthropic.DEFAULT_MAX_RETRIES,
         timeout: float | None = None,
+        sdk_traces: bool = False,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         if client is None:
             options: dict[str, Any] = {}
             if timeout is not None:
                 options["timeout"] = timeout
+            otel: dict[str, Any] = {"traces": sdk_traces}
+            if tracer_provider is not None:
+                otel["tracer_provider"] = tracer_provider
             client = anthropic.AsyncAnthropic(
                 api_key=api_key,
                 base_url=base_url,
                 max_retries=max_retries,
-                open_telemetry={"traces": False},
+                open_telemetry=otel,  # type: ignore[arg-type]
                 middleware=[_AttemptRecorder()],
                 **options,
             )
@@ -111,3 +121,9 @@ class AnthropicModel:
     async def close(self) -> None:
         """Close the underlying HTTP client."""
         await self._client.close()
+
+    async def __aenter__(self) -> AnthropicModel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

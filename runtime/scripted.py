@@ -190,7 +190,7 @@ def spawn_lead(conv: Conversation) -> Reply:
         return Reply(tool="kill_subagents", tool_input={"subagent_ids": helpers})
     return Reply(
         text=f"Summary: All {len(helpers)} helpers were spawned and confirmed active, each "
-        "reported back successfully (\"done, slept 1s/2s/3s\"), and all three were then "
+        'reported back successfully ("done, slept 1s/2s/3s"), and all three were then '
         "dismissed.",
         stop_reason="end_turn",
     )
@@ -253,12 +253,20 @@ class ScriptedModel:
 
     async def create(self, request: ModelRequest) -> Message:
         """Answer ``request`` after the simulated latency."""
+        reply, message = self.respond(request)
+        if self.latency:
+            await self._sleep(self.latency * reply.think)
+        return message
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def respond(self, request: ModelRequest) -> tuple[Reply, Message]:
+        """The scripted answer to ``request``, at once (also used to drive a fake API)."""
         conv = Conversation(request)
         reply = (self._policy or choose_policy(conv))(conv)
         self.calls += 1
-        if self.latency:
-            await self._sleep(self.latency * reply.think)
-        return self._message(request, conv, reply)
+        return reply, self._message(request, conv, reply)
 
     def _message(self, request: ModelRequest, conv: Conversation, reply: Reply) -> Message:
         n = next(self._ids)
@@ -285,7 +293,7 @@ class ScriptedModel:
             role="assistant",
             model=request.model,
             content=list(content),
-            stop_reason=reply.stop_reason,
+            stop_reason=reply.stop_reason,  # type: ignore[arg-type]
             stop_sequence=None,
             usage=Usage(
                 input_tokens=rest,

@@ -64,8 +64,9 @@ class LiveView(SpanProcessor):
             for link in span.links:
                 la = link.attributes or {}
                 content = la.get(sc.MESSAGE_CONTENT, "")
-                lines.append(f"  [{agent}] ← received from {la.get(sc.MESSAGE_SENDER)}: "
-                             f"{snip(content)}")
+                lines.append(
+                    f"  [{agent}] ← received from {la.get(sc.MESSAGE_SENDER)}: {snip(content)}"
+                )
             self._write(lines)
 
     def _write(self, lines: list[str]) -> None:

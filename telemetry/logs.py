@@ -31,7 +31,8 @@ def configure_logging(level: str = "WARNING", stream: TextIO | None = None) -> N
     out = stream if stream is not None else sys.stderr
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
     renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer(colors=False) if out.isatty()
+        structlog.dev.ConsoleRenderer(colors=False)
+        if out.isatty()
         else structlog.processors.JSONRenderer()
     )
     structlog.configure(

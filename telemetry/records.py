@@ -12,11 +12,12 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-AttrValue = Union[str, bool, int, float, tuple[Any, ...]]
+#: An attribute value: str, bool, int, float, or a tuple of those.
+AttrValue = object
 
 _KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 _STATUS = ("UNSET", "OK", "ERROR")
@@ -75,8 +76,11 @@ def from_readable_span(span: ReadableSpan) -> SpanRecord:
         status_message=span.status.description or "",
         attributes=dict(span.attributes or {}),
         links=tuple(
-            LinkRecord(format(link.context.trace_id, "032x"), format(link.context.span_id, "016x"),
-                       dict(link.attributes or {}))
+            LinkRecord(
+                format(link.context.trace_id, "032x"),
+                format(link.context.span_id, "016x"),
+                dict(link.attributes or {}),
+            )
             for link in span.links
         ),
         events=tuple(
@@ -99,8 +103,12 @@ def _any_value(value: Mapping[str, Any]) -> AttrValue:
     if "arrayValue" in value:
         return tuple(_any_value(v) for v in value["arrayValue"].get("values", []))
     if "kvlistValue" in value:
-        return json.dumps({kv["key"]: _any_value(kv.get("value", {}))
-                           for kv in value["kvlistValue"].get("values", [])})
+        return json.dumps(
+            {
+                kv["key"]: _any_value(kv.get("value", {}))
+                for kv in value["kvlistValue"].get("values", [])
+            }
+        )
     if "bytesValue" in value:
         return str(value["bytesValue"])
     return ""
@@ -130,7 +138,8 @@ def iter_otlp_json(resource_spans: Iterable[Mapping[str, Any]]) -> Iterator[Span
                 yield SpanRecord(
                     trace_id=str(s.get("traceId", "")).lower(),
                     span_id=str(s.get("spanId", "")).lower(),
-                    parent_span_id=str(s["parentSpanId"]).lower() if s.get("parentSpanId")
+                    parent_span_id=str(s["parentSpanId"]).lower()
+                    if s.get("parentSpanId")
                     else None,
                     name=str(s.get("name", "")),
                     kind="INTERNAL" if kind == "UNSPECIFIED" else kind,
@@ -140,14 +149,19 @@ def iter_otlp_json(resource_spans: Iterable[Mapping[str, Any]]) -> Iterator[Span
                     status_message=str(status.get("message", "")),
                     attributes=_attributes(s.get("attributes")),
                     links=tuple(
-                        LinkRecord(str(link.get("traceId", "")).lower(),
-                                   str(link.get("spanId", "")).lower(),
-                                   _attributes(link.get("attributes")))
+                        LinkRecord(
+                            str(link.get("traceId", "")).lower(),
+                            str(link.get("spanId", "")).lower(),
+                            _attributes(link.get("attributes")),
+                        )
                         for link in s.get("links") or ()
                     ),
                     events=tuple(
-                        EventRecord(str(e.get("name", "")), int(e.get("timeUnixNano", 0)),
-                                    _attributes(e.get("attributes")))
+                        EventRecord(
+                            str(e.get("name", "")),
+                            int(e.get("timeUnixNano", 0)),
+                            _attributes(e.get("attributes")),
+                        )
                         for e in s.get("events") or ()
                     ),
                     resource=resource,
@@ -164,5 +178,6 @@ def iter_spans_file(path: str | os.PathLike[str]) -> Iterator[SpanRecord]:
                 document = json.loads(line)
                 yield from iter_otlp_json(document.get("resourceSpans") or ())
             except (ValueError, AttributeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{os.fspath(path)}:{number}: not an OTLP/JSON line: {exc}") \
-                    from exc
+                raise ValueError(
+                    f"{os.fspath(path)}:{number}: not an OTLP/JSON line: {exc}"
+                ) from exc

@@ -78,7 +78,9 @@ RUN_OUTCOME: Final = "orchestrace.run.outcome"
 
 #: Attributes that carry user or model content. They are recorded on spans so that the live
 #: view can show snippets, and stripped before export unless content capture is enabled.
-CONTENT_KEYS: Final = frozenset({GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT, MESSAGE_CONTENT})
+CONTENT_KEYS: Final = frozenset(
+    {GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT, MESSAGE_CONTENT}
+)
 
 # --- events --------------------------------------------------------------------------------
 #: A model-call HTTP attempt that failed (the SDK may retry it).
@@ -99,8 +101,34 @@ METRIC_RUNS: Final = "orchestrace.runs"
 
 #: Explicit bucket boundaries the GenAI semantic conventions give for these histograms.
 DURATION_BUCKETS: Final = (
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
 )
 TOKEN_BUCKETS: Final = (
-    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
 )

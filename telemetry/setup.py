@@ -80,10 +80,14 @@ def _env_list(name: str, signal: str) -> list[str]:
 
 def _protocol(signal: str) -> str:
     return (
-        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "grpc"
-    ).strip().lower()
+        (
+            os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "grpc"
+        )
+        .strip()
+        .lower()
+    )
 
 
 def capture_content_enabled() -> bool:
@@ -179,8 +183,9 @@ class Telemetry:
                 except Exception:  # telemetry never raises into the program
                     log.exception("telemetry shutdown failed")
 
-        worker = threading.Thread(target=_shutdown, name="orchestrace-telemetry-shutdown",
-                                  daemon=True)
+        worker = threading.Thread(
+            target=_shutdown, name="orchestrace-telemetry-shutdown", daemon=True
+        )
         worker.start()
         worker.join(timeout)
         if worker.is_alive():
@@ -210,9 +215,8 @@ def setup_telemetry(
             content=ContentPolicy(0),
         )
     resource = Resource.create()
-    if not os.environ.get("OTEL_SERVICE_NAME") and resource.attributes.get(SERVICE_NAME, "").startswith(
-        "unknown_service"
-    ):
+    service = str(resource.attributes.get(SERVICE_NAME, ""))
+    if not os.environ.get("OTEL_SERVICE_NAME") and service.startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
     policy = content_policy(live=live)
     redact = frozenset() if capture_content_enabled() else sc.CONTENT_KEYS

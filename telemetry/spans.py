@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -93,6 +93,13 @@ def parse_traceparent(value: str | None) -> SpanContext | None:
     except ValueError:
         return None
     return ctx if ctx.is_valid else None
+
+
+def _active(span: Span, *, end: bool = False) -> AbstractContextManager[Span]:
+    """Make ``span`` current; exceptions are recorded by the helpers themselves, once."""
+    return trace.use_span(
+        span, end_on_exit=end, record_exception=False, set_status_on_exception=False
+    )
 
 
 def _error_type(exc: BaseException) -> str:
@@ -275,7 +282,7 @@ class RunTelemetry:
         )
         outcome = "completed"
         try:
-            with trace.use_span(span, end_on_exit=False):
+            with _active(span):
                 yield span
         except BaseException as exc:
             outcome = "interrupted" if not isinstance(exc, Exception) else "failed"
@@ -283,7 +290,7 @@ class RunTelemetry:
             raise
         finally:
             span.set_attribute(sc.RUN_OUTCOME, outcome)
-            with trace.use_span(span, end_on_exit=False):
+            with _active(span):
                 self.instruments.runs.add(1, {sc.RUN_SCENARIO: scenario, sc.RUN_OUTCOME: outcome})
             span.end()
 
@@ -307,7 +314,7 @@ class RunTelemetry:
             record_exception=False,
             set_status_on_exception=False,
         )
-        with trace.use_span(span, end_on_exit=True):
+        with _active(span, end=True):
             yield AgentSpan(span)
 
     def agent_state_changed(self, role: str, old: str | None, new: str) -> None:
@@ -340,7 +347,7 @@ class RunTelemetry:
         started = time.perf_counter()
         error_type: str | None = None
         try:
-            with trace.use_span(span, end_on_exit=False):
+            with _active(span):
                 yield call
         except BaseException as exc:
             error_type = _error_type(exc)
@@ -350,12 +357,18 @@ class RunTelemetry:
             _current_chat.reset(token)
             if state.attempts > 1:
                 span.set_attribute(sc.HTTP_REQUEST_RESEND_COUNT, state.attempts - 1)
-            self._record_chat_metrics(span, call, model, role, time.perf_counter() - started,
-                                      error_type)
+            self._record_chat_metrics(
+                span, call, model, role, time.perf_counter() - started, error_type
+            )
             span.end()
 
     def _record_chat_metrics(
-        self, span: Span, call: ChatCall, model: str, role: str, seconds: float,
+        self,
+        span: Span,
+        call: ChatCall,
+        model: str,
+        role: str,
+        seconds: float,
         error_type: str | None,
     ) -> None:
         attrs: dict[str, str] = {
@@ -366,7 +379,7 @@ class RunTelemetry:
         if call.response_model is not None:
             attrs[sc.GEN_AI_RESPONSE_MODEL] = call.response_model
         ins = self.instruments
-        with trace.use_span(span, end_on_exit=False):
+        with _active(span):
             ins.operation_duration.record(
                 seconds, attrs if error_type is None else {**attrs, sc.ERROR_TYPE: error_type}
             )
@@ -406,7 +419,7 @@ class RunTelemetry:
         handle = ToolSpan(span, self.content)
         started = time.perf_counter()
         try:
-            with trace.use_span(span, end_on_exit=False):
+            with _active(span):
                 yield handle
         except BaseException as exc:
             if isinstance(exc, Exception):
@@ -419,7 +432,7 @@ class RunTelemetry:
             attrs = {sc.GEN_AI_TOOL_NAME: name, sc.AGENT_ROLE: role}
             if handle.error_type is not None:
                 attrs[sc.ERROR_TYPE] = handle.error_type
-            with trace.use_span(span, end_on_exit=False):
+            with _active(span):
                 self.instruments.tool_duration.record(time.perf_counter() - started, attrs)
             span.end()
 
@@ -449,7 +462,7 @@ class RunTelemetry:
         )
         handle = SendSpan(span, format_traceparent(span.get_span_context()))
         try:
-            with trace.use_span(span, end_on_exit=False):
+            with _active(span):
                 yield handle
                 self.instruments.messages_sent.add(
                     1, {sc.AGENT_ROLE: role, sc.MESSAGE_OUTCOME: handle.outcome or "unknown"}
@@ -494,7 +507,7 @@ class RunTelemetry:
             },
         )
         attrs_metric = {sc.AGENT_ROLE: role}
-        with trace.use_span(span, end_on_exit=True):
+        with _active(span, end=True):
             self.instruments.messages_received.add(len(messages), attrs_metric)
             for wait in waits:
                 self.instruments.delivery_latency.record(wait, attrs_metric)

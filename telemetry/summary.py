@@ -81,7 +81,9 @@ class TraceSummary:
     def add(self, span: SpanRecord) -> None:
         """Fold one span into the aggregate."""
         self.spans += 1
-        self.start_ns = span.start_ns if self.start_ns is None else min(self.start_ns, span.start_ns)
+        self.start_ns = (
+            span.start_ns if self.start_ns is None else min(self.start_ns, span.start_ns)
+        )
         self.end_ns = span.end_ns if self.end_ns is None else max(self.end_ns, span.end_ns)
         attrs = span.attributes
         op = attrs.get(sc.GEN_AI_OPERATION_NAME) or attrs.get(sc.MESSAGING_OPERATION_TYPE)
@@ -141,33 +143,65 @@ class TraceSummary:
 
 
 _COLUMNS = (
-    "agent", "role", "state", "reason", "turns", "calls", "in tok", "out tok", "cache rd",
-    "cache wr", "tools", "errors", "sent", "undeliv", "recv", "active", "waiting",
+    "agent",
+    "role",
+    "state",
+    "reason",
+    "turns",
+    "calls",
+    "in tok",
+    "out tok",
+    "cache rd",
+    "cache wr",
+    "tools",
+    "errors",
+    "sent",
+    "undeliv",
+    "recv",
+    "active",
+    "waiting",
 )
 
 
 def _table(agents: list[AgentStats]) -> str:
     rows = [
         [
-            a.name, a.role, a.state, a.reason, str(a.turns), str(a.model_calls),
-            str(a.input_tokens), str(a.output_tokens), str(a.cache_read_tokens),
-            str(a.cache_creation_tokens), str(a.tool_calls), str(a.tool_errors), str(a.sent),
-            str(a.undelivered), str(a.received),
-            f"{max(0, a.lifetime_ns - a.waiting_ns) / 1e9:.2f}s", f"{a.waiting_ns / 1e9:.2f}s",
+            a.name,
+            a.role,
+            a.state,
+            a.reason,
+            str(a.turns),
+            str(a.model_calls),
+            str(a.input_tokens),
+            str(a.output_tokens),
+            str(a.cache_read_tokens),
+            str(a.cache_creation_tokens),
+            str(a.tool_calls),
+            str(a.tool_errors),
+            str(a.sent),
+            str(a.undelivered),
+            str(a.received),
+            f"{max(0, a.lifetime_ns - a.waiting_ns) / 1e9:.2f}s",
+            f"{a.waiting_ns / 1e9:.2f}s",
         ]
         for a in agents
     ]
-    total = ["total", "", "", ""] + [
-        str(sum(int(r[i]) for r in rows)) for i in range(4, 15)
-    ] + [
-        f"{sum(float(r[15][:-1]) for r in rows):.2f}s",
-        f"{sum(float(r[16][:-1]) for r in rows):.2f}s",
-    ]
+    total = (
+        ["total", "", "", ""]
+        + [str(sum(int(r[i]) for r in rows)) for i in range(4, 15)]
+        + [
+            f"{sum(float(r[15][:-1]) for r in rows):.2f}s",
+            f"{sum(float(r[16][:-1]) for r in rows):.2f}s",
+        ]
+    )
     table = [list(_COLUMNS), *rows, total]
     widths = [max(len(r[i]) for r in table) for i in range(len(_COLUMNS))]
 
     def fmt(row: list[str]) -> str:
-        cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [
+            c.ljust(w) if i < 4 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         return "  ".join(cells).rstrip()
 
     return "\n".join(fmt(r) for r in table)

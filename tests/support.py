@@ -120,11 +120,13 @@ def span_tree(spans: list[ReadableSpan]) -> list[dict[str, object]]:
             out["links"] = [
                 f"{by_id[link.context.span_id].name} by "
                 f"{(by_id[link.context.span_id].attributes or {}).get('gen_ai.agent.name')}"
-                if link.context.span_id in by_id else "<dangling>"
+                if link.context.span_id in by_id
+                else "<dangling>"
                 for link in s.links
             ]
-        kids = sorted(children.get(s.context.span_id, []),
-                      key=lambda c: (c.start_time or 0, c.name))
+        kids = sorted(
+            children.get(s.context.span_id, []), key=lambda c: (c.start_time or 0, c.name)
+        )
         if kids:
             out["children"] = [node(c) for c in kids]
         return out

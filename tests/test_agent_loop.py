@@ -35,13 +35,20 @@ class Recorder:
 
 
 def spec(name: str, **kw: Any) -> AgentSpec:
-    return AgentSpec(name=name, role=kw.pop("role", "member"), system=f"You are {name}.",
-                     first_user_turn="go", **kw)
+    return AgentSpec(
+        name=name,
+        role=kw.pop("role", "member"),
+        system=f"You are {name}.",
+        first_user_turn="go",
+        **kw,
+    )
 
 
 async def run_one(traced: Traced, policy: Recorder, name: str = "a", **kw: Any):
-    run = traced.context(model=ScriptedModel(latency=1, policy=policy),
-                         config=RunConfig(model="m", **kw.pop("config", {})))
+    run = traced.context(
+        model=ScriptedModel(latency=1, policy=policy),
+        config=RunConfig(model="m", **kw.pop("config", {})),
+    )
     run.hub.register(name)
     run.hub.register("other")  # someone alive, so waits are not "no senders"
     return run, await run_agent(run, spec(name, **kw))
@@ -85,8 +92,14 @@ async def test_unknown_tool_names_the_available_ones(traced: Traced) -> None:
 
 
 async def test_send_to_self_is_refused(traced: Traced) -> None:
-    policy = Recorder({"a": [
-        Reply(tool="send_message", tool_input={"recipient_ids": ["a"], "content": "x"}), END]})
+    policy = Recorder(
+        {
+            "a": [
+                Reply(tool="send_message", tool_input={"recipient_ids": ["a"], "content": "x"}),
+                END,
+            ]
+        }
+    )
     await run_one(traced, policy)
     (block,) = policy.last_user_blocks("a")
     assert block["is_error"] is True
@@ -95,8 +108,17 @@ async def test_send_to_self_is_refused(traced: Traced) -> None:
 
 
 async def test_duplicate_recipients_get_one_copy(traced: Traced) -> None:
-    policy = Recorder({"a": [Reply(tool="send_message", tool_input={
-        "recipient_ids": ["other", "other"], "content": "x"}), END]})
+    policy = Recorder(
+        {
+            "a": [
+                Reply(
+                    tool="send_message",
+                    tool_input={"recipient_ids": ["other", "other"], "content": "x"},
+                ),
+                END,
+            ]
+        }
+    )
     run, _ = await run_one(traced, policy)
     assert run.hub.pending("other") == 1
     assert len(traced.named("send other")) == 1
@@ -105,13 +127,20 @@ async def test_duplicate_recipients_get_one_copy(traced: Traced) -> None:
 async def test_messages_arriving_at_end_turn_are_delivered_not_lost(traced: Traced) -> None:
     # Seed defect: on end_turn the agent returned, and messages that had arrived during its
     # last model call were silently dropped.
-    policy = Recorder({
-        "a": [Reply(text="done", stop_reason="end_turn", think=2.0), END],
-        "b": [Reply(tool="send_message", tool_input={"recipient_ids": ["a"], "content": "ping"},
-                    think=0.5), END],
-    })
-    run = traced.context(model=ScriptedModel(latency=1, policy=policy),
-                         config=RunConfig(model="m"))
+    policy = Recorder(
+        {
+            "a": [Reply(text="done", stop_reason="end_turn", think=2.0), END],
+            "b": [
+                Reply(
+                    tool="send_message",
+                    tool_input={"recipient_ids": ["a"], "content": "ping"},
+                    think=0.5,
+                ),
+                END,
+            ],
+        }
+    )
+    run = traced.context(model=ScriptedModel(latency=1, policy=policy), config=RunConfig(model="m"))
     run.hub.register("a")
     run.hub.register("b")
     results = await asyncio.gather(run_agent(run, spec("a")), run_agent(run, spec("b")))
@@ -124,9 +153,7 @@ async def test_messages_arriving_at_end_turn_are_delivered_not_lost(traced: Trac
 
 
 @pytest.mark.parametrize("stop", ["max_tokens", "refusal", "model_context_window_exceeded"])
-async def test_abnormal_stop_reasons_end_the_agent_with_a_reason(
-    traced: Traced, stop: str
-) -> None:
+async def test_abnormal_stop_reasons_end_the_agent_with_a_reason(traced: Traced, stop: str) -> None:
     policy = Recorder({"a": [Reply(text="partial", stop_reason=stop)]})
     _, result = await run_one(traced, policy)
     assert result.state is AgentState.DONE
@@ -190,6 +217,8 @@ async def test_a_crashing_model_crashes_only_that_agent(traced: Traced) -> None:
     a, b = await asyncio.gather(run_agent(run, spec("a")), run_agent(run, spec("b")))
     assert (a.state, a.reason) == (AgentState.CRASHED, "ConnectionError")
     assert b.state is AgentState.DONE
-    (chat,) = [s for s in traced.named("chat m") if (s.attributes or {})["gen_ai.agent.name"] == "a"]
+    (chat,) = [
+        s for s in traced.named("chat m") if (s.attributes or {})["gen_ai.agent.name"] == "a"
+    ]
     assert chat.status.status_code.name == "ERROR"
     assert (chat.attributes or {})["error.type"] == "ConnectionError"

@@ -37,7 +37,9 @@ def test_messages_to_ended_agents_are_never_reported_delivered() -> None:
     hub.set_state("helper2", AgentState.KILLED)
     results = [hub.post(envelope("lead", r)) for r in ("helper1", "helper9", "helper2")]
     assert [r.outcome for r in results] == [
-        DeliveryOutcome.DELIVERED, DeliveryOutcome.UNKNOWN, DeliveryOutcome.ENDED,
+        DeliveryOutcome.DELIVERED,
+        DeliveryOutcome.UNKNOWN,
+        DeliveryOutcome.ENDED,
     ]
     assert describe_post(results) == (
         "delivered to ['helper1']; not delivered: ['helper9'] (unknown), ['helper2'] (killed)"

@@ -60,8 +60,10 @@ async def test_spawn_live_view_prints_the_seed_lines(traced: Traced) -> None:
         " → delivered to ['lead']" in live
     )
     assert "  [lead] ← received from helper1: done, slept 1s" in live
-    assert "  [lead] kill_subagents({'subagent_ids': ['helper1', 'helper2', 'helper3']})" \
+    assert (
+        "  [lead] kill_subagents({'subagent_ids': ['helper1', 'helper2', 'helper3']})"
         " → cancelled: helper1, helper2, helper3" in live
+    )
     # a wait is printed before the delivery it woke for, as in the seed
     wait = live.index("  [lead] wait_for_message({}) → woke: new messages")
     assert live[wait + 1] == "  [lead] ← received from helper1: done, slept 1s"
@@ -72,8 +74,7 @@ async def test_spawned_helpers_are_children_of_create_subagents(traced: Traced) 
     (create,) = traced.named("execute_tool create_subagents")
     helpers = [s for s in traced.named("invoke_agent helper")]
     assert len(helpers) == 3
-    assert all(h.parent is not None and h.parent.span_id == create.context.span_id
-               for h in helpers)
+    assert all(h.parent is not None and h.parent.span_id == create.context.span_id for h in helpers)
     states = {(h.attributes or {})["orchestrace.agent.state"] for h in helpers}
     assert states == {"killed"}
 
@@ -83,10 +84,11 @@ async def test_team_members_are_children_of_the_workflow(traced: Traced) -> None
     (root,) = traced.named("invoke_workflow team")
     agents = traced.named("invoke_agent ")
     assert sorted(s.name for s in agents) == [
-        "invoke_agent helper1", "invoke_agent helper2", "invoke_agent lead",
+        "invoke_agent helper1",
+        "invoke_agent helper2",
+        "invoke_agent lead",
     ]
-    assert all(a.parent is not None and a.parent.span_id == root.context.span_id
-               for a in agents)
+    assert all(a.parent is not None and a.parent.span_id == root.context.span_id for a in agents)
     # everyone ends on their own: the lead's wrap-up reaches both members before they end
     assert {(a.attributes or {})["orchestrace.agent.state"] for a in agents} == {"done"}
     sends = traced.named("send ")
