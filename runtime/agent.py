@@ -17,7 +17,16 @@ from anthropic.types import Message
 from opentelemetry.context import Context
 
 from runtime.errors import ToolError
-from runtime.hub import AgentState, Envelope, Hub, PostResult, WakeReason, render_messages
+from runtime.hub import (
+    SYSTEM_SENDER,
+    AgentState,
+    Envelope,
+    Hub,
+    PostResult,
+    WakeReason,
+    render_messages,
+)
+from runtime.limits import Budget, LimitExceeded, RunLimits
 from runtime.models import ModelClient, ModelRequest, default_model
 from runtime.tools import SEND_MESSAGE, WAIT_FOR_MESSAGE, Tool, ToolCall, ToolOutcome
 from telemetry.spans import AgentSpan, RunTelemetry
@@ -48,8 +57,12 @@ class RunContext:
     model: ModelClient
     telemetry: RunTelemetry
     config: RunConfig = field(default_factory=RunConfig)
+    limits: RunLimits = field(default_factory=RunLimits)
+    #: Set (to the signal's name) when the run is being interrupted, e.g. "SIGINT".
+    interrupted: str | None = None
 
     def __post_init__(self) -> None:
+        self.budget = Budget(self.limits)
         self.hub.add_listener(
             lambda _name, role, old, new: self.telemetry.agent_state_changed(role, old, new)
         )
@@ -142,9 +155,16 @@ class _AgentLoop:
                 span, AgentState.DONE, "max_turns", f"[{name} hit max_turns={config.max_turns}]"
             )
         except asyncio.CancelledError:
-            killed = self.hub.state(name) is AgentState.KILLED
-            self._finish(span, AgentState.KILLED, "killed" if killed else "cancelled", text)
+            if self.ctx.interrupted is not None:
+                reason = f"interrupted:{self.ctx.interrupted}"
+                self._finish(span, AgentState.KILLED, reason, text, failed=True)
+            else:
+                killed = self.hub.state(name) is AgentState.KILLED
+                self._finish(span, AgentState.KILLED, "killed" if killed else "cancelled", text)
             raise
+        except LimitExceeded as exc:
+            log.warning("agent stopped by a run limit", limit=exc.limit, detail=str(exc))
+            return self._finish(span, AgentState.DONE, f"limit:{exc.limit}", text, failed=True)
         except Exception as exc:
             log.error("agent crashed", error=f"{type(exc).__name__}: {exc}")
             return self._finish(span, AgentState.CRASHED, type(exc).__name__, text, error=exc)
@@ -161,9 +181,36 @@ class _AgentLoop:
     ) -> AgentResult:
         unread = self.hub.end(self.spec.name, state)
         final = self.hub.state(self.spec.name)  # a killer may have set KILLED first
+        self._bounce(unread, final, span)
         span.finish(final, reason, turns=self.turns, unread=len(unread), error=error, failed=failed)
         log.debug("agent ended", state=str(final), reason=reason, unread=len(unread))
         return AgentResult(self.spec.name, final, reason, text)
+
+    def _bounce(self, unread: list[Envelope], state: AgentState, span: AgentSpan) -> None:
+        """Tell each sender whose message this agent never read (nothing is lost silently)."""
+        for envelope in unread:
+            if envelope.sender == SYSTEM_SENDER:
+                continue
+            notice = (
+                f"undeliverable: your message {envelope.message_id} to {self.spec.name} was "
+                f"never read ({self.spec.name} is {state}); it began: {envelope.content[:80]!r}"
+            )
+            result = self.hub.post(
+                Envelope(
+                    self.hub.new_message_id(),
+                    SYSTEM_SENDER,
+                    envelope.sender,
+                    notice,
+                    self.hub.now_ns(),
+                    span.traceparent,
+                )
+            )
+            if result.outcome != "delivered":
+                log.warning(
+                    "message lost: sender and recipient have both ended",
+                    message_id=envelope.message_id,
+                    sender=envelope.sender,
+                )
 
     async def _call_model(self, messages: list[dict[str, Any]]) -> Message:
         config = self.ctx.config
@@ -175,11 +222,15 @@ class _AgentLoop:
             tools=[t.schema for t in self.tools.values()],
             messages=messages,
         )
-        with self.tel.chat(
-            self.spec.name, self.spec.role, model=config.model, max_tokens=config.max_tokens
-        ) as call:
-            response = await self.ctx.model.create(request)
-            call.record_response(response)
+        budget = self.ctx.budget
+        async with budget.model_slot() as queued:
+            with self.tel.chat(
+                self.spec.name, self.spec.role, model=config.model, max_tokens=config.max_tokens
+            ) as call:
+                call.record_queue(queued)
+                response = await self.ctx.model.create(request)
+                call.record_response(response)
+        budget.add_tokens(sum(call.usage.get(k, 0) for k in ("input", "output")))
         return response
 
     async def _dispatch(self, response: Message) -> list[dict[str, Any]]:
@@ -253,6 +304,9 @@ class _AgentLoop:
         name = self.spec.name
         recipients: list[str] = list(dict.fromkeys(call.input["recipient_ids"]))
         content: str = call.input["content"]
+        too_large = self.ctx.budget.check_message(content)
+        if too_large is not None:
+            raise ToolError(f"message not sent: {too_large}", kind="too_large")
         if name in recipients:
             raise ToolError(
                 f"recipient_ids names yourself ({name!r}); send only to other agents",

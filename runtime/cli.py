@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -13,8 +14,16 @@ from typing import Final, TextIO
 
 from runtime.agent import RunConfig, RunContext
 from runtime.hub import AgentState, Hub
+from runtime.limits import (
+    DEFAULT_MAX_AGENTS,
+    DEFAULT_MAX_CONCURRENT_CALLS,
+    DEFAULT_MAX_MESSAGE_CHARS,
+    DEFAULT_MAX_MODEL_CALLS,
+    DEFAULT_MAX_TOKENS_TOTAL,
+    RunLimits,
+)
 from runtime.models import MODEL_ENV, AnthropicModel, ModelClient, default_model
-from runtime.scenarios import SCENARIOS, run_scenario
+from runtime.scenarios import SCENARIOS, ScenarioResult, run_scenario
 from runtime.scripted import ScriptedModel
 from telemetry.live import LiveView
 from telemetry.logs import configure_logging
@@ -65,24 +74,81 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("scenario", choices=sorted(SCENARIOS), help="which of the seed's runs")
-    run.add_argument("--offline", action="store_true",
-                     help="use the scripted model even if ANTHROPIC_API_KEY is set")
-    run.add_argument("--model", default=None,
-                     help=f"Claude model (default: ${MODEL_ENV} or claude-opus-4-8)")
-    run.add_argument("--spans-file", default=DEFAULT_SPANS_FILE, metavar="PATH",
-                     help="also write every span as OTLP/JSON lines here "
-                     f"(default: {DEFAULT_SPANS_FILE}; '' to disable)")
+    run.add_argument(
+        "--offline",
+        action="store_true",
+        help="use the scripted model even if ANTHROPIC_API_KEY is set",
+    )
+    run.add_argument(
+        "--model", default=None, help=f"Claude model (default: ${MODEL_ENV} or claude-opus-4-8)"
+    )
+    run.add_argument(
+        "--spans-file",
+        default=DEFAULT_SPANS_FILE,
+        metavar="PATH",
+        help="also write every span as OTLP/JSON lines here "
+        f"(default: {DEFAULT_SPANS_FILE}; '' to disable)",
+    )
     run.add_argument("--quiet", action="store_true", help="no live lines, only the summary")
     run.add_argument("--max-turns", type=int, default=20, help="model turns per agent (20)")
     run.add_argument("--max-tokens", type=int, default=2048, help="max_tokens per call (2048)")
-    run.add_argument("--wait-timeout", type=_positive, default=60.0, metavar="SECONDS",
-                     help="wait_for_message timeout (60)")
-    run.add_argument("--time-scale", type=_positive, default=1.0, metavar="FACTOR",
-                     help="multiply the sleep tool and scripted latency (0 = instant)")
-    run.add_argument("--latency", type=_positive, default=0.25, metavar="SECONDS",
-                     help="scripted model: seconds per call (0.25)")
-    run.add_argument("--log-level", default=os.environ.get("ORCHESTRACE_LOG_LEVEL", "WARNING"),
-                     help="structlog level on stderr (WARNING)")
+    run.add_argument(
+        "--wait-timeout",
+        type=_positive,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait_for_message timeout (60)",
+    )
+    run.add_argument(
+        "--time-scale",
+        type=_positive,
+        default=1.0,
+        metavar="FACTOR",
+        help="multiply the sleep tool and scripted latency (0 = instant)",
+    )
+    run.add_argument(
+        "--latency",
+        type=_positive,
+        default=0.25,
+        metavar="SECONDS",
+        help="scripted model: seconds per call (0.25)",
+    )
+    limits = run.add_argument_group("limits that protect a paid API (0 = unlimited)")
+    limits.add_argument(
+        "--max-agents",
+        type=int,
+        default=DEFAULT_MAX_AGENTS,
+        help=f"agents per run, helpers included ({DEFAULT_MAX_AGENTS})",
+    )
+    limits.add_argument(
+        "--max-model-calls",
+        type=int,
+        default=DEFAULT_MAX_MODEL_CALLS,
+        help=f"model calls per run ({DEFAULT_MAX_MODEL_CALLS})",
+    )
+    limits.add_argument(
+        "--max-total-tokens",
+        type=int,
+        default=DEFAULT_MAX_TOKENS_TOTAL,
+        help=f"input + output tokens per run ({DEFAULT_MAX_TOKENS_TOTAL})",
+    )
+    limits.add_argument(
+        "--max-concurrent-calls",
+        type=int,
+        default=DEFAULT_MAX_CONCURRENT_CALLS,
+        help=f"model calls in flight at once ({DEFAULT_MAX_CONCURRENT_CALLS})",
+    )
+    limits.add_argument(
+        "--max-message-chars",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_CHARS,
+        help=f"characters per send_message ({DEFAULT_MAX_MESSAGE_CHARS})",
+    )
+    run.add_argument(
+        "--log-level",
+        default=os.environ.get("ORCHESTRACE_LOG_LEVEL", "WARNING"),
+        help="structlog level on stderr (WARNING)",
+    )
 
     summary = commands.add_parser(
         "summary",
@@ -91,8 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(the --spans-file of `orchestrace run`, or the Collector's file exporter).",
     )
     summary.add_argument("file", type=Path, help="OTLP/JSON lines file")
-    summary.add_argument("--trace-id", default=None,
-                         help="the run to summarise (default: the latest run in the file)")
+    summary.add_argument(
+        "--trace-id",
+        default=None,
+        help="the run to summarise (default: the latest run in the file)",
+    )
     return parser
 
 
@@ -145,6 +214,13 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             wait_timeout=args.wait_timeout,
             sleep=_scaled_sleep(args.time_scale),
         ),
+        limits=RunLimits(
+            max_agents=args.max_agents or None,
+            max_model_calls=args.max_model_calls or None,
+            max_tokens_total=args.max_total_tokens or None,
+            max_concurrent_calls=args.max_concurrent_calls or None,
+            max_message_chars=args.max_message_chars or None,
+        ),
     )
     trace_ids: list[str] = []
 
@@ -153,18 +229,56 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"trace id: {trace_id}\n\n")
         out.flush()
 
+    result: ScenarioResult | None = None
     try:
-        result = asyncio.run(run_scenario(args.scenario, run, on_start=started))
+        result = asyncio.run(_run_interruptible(args.scenario, run, started))
+    except asyncio.CancelledError:
+        if run.interrupted is None:
+            raise
     finally:
         telemetry.shutdown()
-    out.write(f"\n[lead final answer]\n{result.lead.text}\n\n")
+    if result is not None:
+        out.write(f"\n[lead final answer]\n{result.lead.text}\n\n")
+    else:
+        out.write(f"\n[interrupted by {run.interrupted}]\n\n")
     if telemetry.enabled and trace_ids:
         out.write(summary.summary(trace_ids[0]).render())
     else:
         out.write("(telemetry disabled: no summary)\n")
+    for problem in telemetry.export_problems():
+        out.write(f"telemetry: {problem}\n")
     if spans_file is not None and telemetry.enabled:
         out.write(f"\nspans: {spans_file}  (orchestrace summary {spans_file})\n")
+    out.flush()
+    if result is None:
+        return 128 + _SIGNALS[run.interrupted or "SIGINT"]
     return 0 if result.lead.state is AgentState.DONE else 1
+
+
+_SIGNALS: Final = {"SIGINT": int(signal.SIGINT), "SIGTERM": int(signal.SIGTERM)}
+
+
+async def _run_interruptible(
+    scenario: str, run: RunContext, started: Callable[[str], None]
+) -> ScenarioResult:
+    """Run ``scenario``; SIGINT/SIGTERM cancel it so every span ends saying why."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def interrupt(name: str) -> None:
+        if run.interrupted is None:
+            run.interrupted = name
+            task.cancel()
+
+    for name, number in _SIGNALS.items():
+        loop.add_signal_handler(number, interrupt, name)
+    try:
+        return await run_scenario(scenario, run, on_start=started)
+    finally:
+        for number in _SIGNALS.values():
+            loop.remove_signal_handler(number)
+        await run.model.close()
 
 
 def cmd_summary(args: argparse.Namespace, out: TextIO) -> int:

@@ -54,6 +54,10 @@ class WakeReason(StrEnum):
     NO_SENDERS = "no_senders"
 
 
+#: The sender name of the runtime's own notices (undeliverable messages); no agent may use it.
+SYSTEM_SENDER = "orchestrace"
+
+
 class UnknownAgentError(OrchestraceError):
     """An operation named an agent the hub has never registered."""
 
@@ -178,6 +182,8 @@ class Hub:
         """Add an agent in state ACTIVE with an empty inbox."""
         if name in self._states:
             raise DuplicateAgentError(f"agent {name!r} is already registered")
+        if name == SYSTEM_SENDER:
+            raise DuplicateAgentError(f"{SYSTEM_SENDER!r} is reserved for the runtime's notices")
         self._roles[name] = role
         self._inboxes.open(name)
         self._wakeups[name] = asyncio.Event()

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from runtime.agent import AgentResult, AgentSpec, RunContext, run_agent
 from runtime.errors import ToolError
 from runtime.hub import AgentState
+from runtime.limits import LimitExceeded
 from runtime.tools import CREATE_SUBAGENTS, GET_STATUS, KILL_SUBAGENTS, SLEEP, Tool, ToolCall
 from telemetry.spans import current_context
 
@@ -44,6 +45,10 @@ class Subagents:
         base: str = call.input["base_instruction"]
         per: list[str] = call.input.get("per_subagent_instructions") or [""]
         hub = self.run.hub
+        try:
+            self.run.budget.check_spawn(len(list(hub)), len(per))
+        except LimitExceeded as exc:
+            raise ToolError(str(exc), kind="limit") from exc
         # Helpers are children of this execute_tool span: pass its context explicitly.
         parent = current_context()
         spawned = []

@@ -15,7 +15,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link
 from opentelemetry.util.types import Attributes
@@ -203,3 +204,59 @@ class RedactingSpanExporter(SpanExporter):
     def shutdown(self) -> None:
         """Shut down the wrapped exporter."""
         self.inner.shutdown()
+
+
+class CountingSpanExporter(SpanExporter):
+    """Counts the spans ``inner`` exported and failed to export, for the exit report."""
+
+    def __init__(self, inner: SpanExporter, label: str) -> None:
+        self.inner = inner
+        self.label = label
+        self.exported = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export through ``inner``; an exception counts as a failure, never escapes."""
+        try:
+            result = self.inner.export(spans)
+        except Exception:
+            log.exception("span exporter %s raised", self.label)
+            result = SpanExportResult.FAILURE
+        with self._lock:
+            if result is SpanExportResult.SUCCESS:
+                self.exported += len(spans)
+            else:
+                self.failed += len(spans)
+        return result
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Shut down the wrapped exporter."""
+        self.inner.shutdown()
+
+
+class SpanCounter(SpanProcessor):
+    """Counts spans as they end: the number every exporter should have sent."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Nothing to do when a span starts."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Count one ended span."""
+        with self._lock:
+            self.count += 1
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is buffered."""
+        return True

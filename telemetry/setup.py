@@ -40,7 +40,12 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from telemetry import semconv as sc
-from telemetry.export import OTLPJsonLinesExporter, RedactingSpanExporter
+from telemetry.export import (
+    CountingSpanExporter,
+    OTLPJsonLinesExporter,
+    RedactingSpanExporter,
+    SpanCounter,
+)
 from telemetry.spans import LIVE_SNIPPET_CHARS, ContentPolicy
 
 log = logging.getLogger(__name__)
@@ -157,7 +162,28 @@ class Telemetry:
     meter_provider: metrics.MeterProvider
     content: ContentPolicy
     exporters: list[str] = field(default_factory=list)
+    counters: list[CountingSpanExporter] = field(default_factory=list)
+    ended: SpanCounter | None = None
     _shut: bool = False
+
+    def export_problems(self) -> list[str]:
+        """One line per exporter that did not get every span out (queue full or failures).
+
+        Meaningful after :meth:`shutdown`; also logged as warnings.
+        """
+        problems: list[str] = []
+        total = self.ended.count if self.ended is not None else 0
+        for c in self.counters:
+            missing = total - c.exported
+            if missing <= 0:
+                continue
+            dropped = max(0, missing - c.failed)
+            problems.append(
+                f"{c.label}: {c.exported} of {total} spans exported "
+                f"({c.failed} failed to export, {dropped} dropped or still queued)"
+            )
+            log.warning("spans not exported: %s", problems[-1])
+        return problems
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush and shut down the providers; give up after ``timeout`` seconds.
@@ -223,9 +249,16 @@ def setup_telemetry(
     tracer_provider = TracerProvider(resource=resource)
     names: list[str] = []
 
+    counted: list[CountingSpanExporter] = []
+    ended = SpanCounter()
+    tracer_provider.add_span_processor(ended)
+
     def add_exporter(exporter: SpanExporter, label: str) -> None:
-        wrapped = RedactingSpanExporter(exporter, redact) if redact else exporter
-        tracer_provider.add_span_processor(_batch(wrapped))
+        counter = CountingSpanExporter(
+            RedactingSpanExporter(exporter, redact) if redact else exporter, label
+        )
+        counted.append(counter)
+        tracer_provider.add_span_processor(_batch(counter))
         names.append(label)
 
     # The file goes first: shutdown flushes processors in order, so a stalled collector
@@ -259,7 +292,7 @@ def setup_telemetry(
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
-    return Telemetry(True, tracer_provider, meter_provider, policy, names)
+    return Telemetry(True, tracer_provider, meter_provider, policy, names, counted, ended)
 
 
 def prometheus_reader() -> MetricReader:

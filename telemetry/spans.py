@@ -151,6 +151,11 @@ class AgentSpan:
 
     span: Span
 
+    @property
+    def traceparent(self) -> str | None:
+        """The agent span's ``traceparent`` (runtime notices about this agent link here)."""
+        return format_traceparent(self.span.get_span_context())
+
     def finish(
         self,
         state: str,
@@ -180,6 +185,11 @@ class ChatCall:
     span: Span
     usage: dict[str, int] = field(default_factory=dict)
     response_model: str | None = None
+
+    def record_queue(self, seconds: float) -> None:
+        """Record time spent waiting for a concurrent-call slot before this call."""
+        if seconds > 0:
+            self.span.set_attribute(sc.MODEL_QUEUE_SECONDS, seconds)
 
     def record_response(self, message: Any) -> None:
         """Record id, model, stop reason and token usage of an ``anthropic.types.Message``."""
