@@ -172,6 +172,8 @@ class Hub:
         self._name_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._listeners: list[StateListener] = []
+        self._live = 0
+        self._idle = 0
 
     # --- registry -------------------------------------------------------------------------
     def add_listener(self, listener: StateListener) -> None:
@@ -230,6 +232,9 @@ class Hub:
     def _set(self, name: str, state: AgentState) -> None:
         old = self._states.get(name)
         self._states[name] = state
+        # Counters keep the "no one can send" check O(1) on every state change.
+        self._live += (not state.ended) - (old is not None and not old.ended)
+        self._idle += (state is AgentState.IDLING) - (old is AgentState.IDLING)
         role = self._roles[name]
         for listener in self._listeners:
             listener(name, role, old, state)
@@ -293,9 +298,9 @@ class Hub:
         return WakeReason.MESSAGES
 
     def _check_no_senders(self) -> None:
-        live = [n for n, s in self._states.items() if not s.ended]
-        if not live or any(self._states[n] is not AgentState.IDLING for n in live):
+        if self._live == 0 or self._idle != self._live:
             return
+        live = [n for n, s in self._states.items() if not s.ended]
         if any(self._inboxes.pending(n) for n in live):
             return
         for name in live:
