@@ -228,6 +228,7 @@ class _AgentLoop:
                 self.spec.name, self.spec.role, model=config.model, max_tokens=config.max_tokens
             ) as call:
                 call.record_queue(queued)
+                call.record_prompt(self.spec.system, messages)
                 response = await self.ctx.model.create(request)
                 call.record_response(response)
         budget.add_tokens(sum(call.usage.get(k, 0) for k in ("input", "output")))

@@ -36,6 +36,9 @@ GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"
 GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
 GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
 
@@ -80,7 +83,14 @@ RUN_OUTCOME: Final = "orchestrace.run.outcome"
 #: Attributes that carry user or model content. They are recorded on spans so that the live
 #: view can show snippets, and stripped before export unless content capture is enabled.
 CONTENT_KEYS: Final = frozenset(
-    {GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT, MESSAGE_CONTENT}
+    {
+        GEN_AI_TOOL_CALL_ARGUMENTS,
+        GEN_AI_TOOL_CALL_RESULT,
+        MESSAGE_CONTENT,
+        GEN_AI_SYSTEM_INSTRUCTIONS,
+        GEN_AI_INPUT_MESSAGES,
+        GEN_AI_OUTPUT_MESSAGES,
+    }
 )
 
 # --- events --------------------------------------------------------------------------------

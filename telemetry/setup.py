@@ -104,7 +104,8 @@ def content_policy(*, live: bool) -> ContentPolicy:
     """How much content spans carry: the capture limit, a live-view snippet, or none."""
     if capture_content_enabled():
         raw = os.environ.get(CONTENT_MAX_ENV, "")
-        return ContentPolicy(int(raw) if raw.isdigit() else DEFAULT_CONTENT_MAX_CHARS)
+        limit = int(raw) if raw.isdigit() else DEFAULT_CONTENT_MAX_CHARS
+        return ContentPolicy(limit, capture=True)
     return ContentPolicy(LIVE_SNIPPET_CHARS if live else 0)
 
 

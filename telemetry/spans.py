@@ -46,6 +46,9 @@ class ContentPolicy:
     """What content goes on spans: ``max_chars`` characters per value, or none at all."""
 
     max_chars: int = LIVE_SNIPPET_CHARS
+    #: True when content is exported (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT):
+    #: only then are whole prompts and responses serialized onto ``chat`` spans.
+    capture: bool = False
 
     def clip(self, text: str) -> str | None:
         """``text`` cut to the limit, or None when content is not recorded."""
@@ -183,8 +186,18 @@ class ChatCall:
     """The open ``chat`` span; :meth:`record_response` adds the response attributes."""
 
     span: Span
+    policy: ContentPolicy = field(default_factory=ContentPolicy)
     usage: dict[str, int] = field(default_factory=dict)
     response_model: str | None = None
+
+    def record_prompt(self, system: str, messages: Sequence[Mapping[str, Any]]) -> None:
+        """With content capture on: the system prompt and input messages (as JSON)."""
+        if not self.policy.capture:
+            return
+        self.span.set_attribute(sc.GEN_AI_SYSTEM_INSTRUCTIONS, self.policy.clip(system) or "")
+        self.span.set_attribute(
+            sc.GEN_AI_INPUT_MESSAGES, self.policy.clip(_to_json(list(messages))) or ""
+        )
 
     def record_queue(self, seconds: float) -> None:
         """Record time spent waiting for a concurrent-call slot before this call."""
@@ -198,6 +211,18 @@ class ChatCall:
         cache_creation = usage.cache_creation_input_tokens or 0
         input_tokens = usage.input_tokens + cache_read + cache_creation
         self.response_model = message.model
+        if self.policy.capture:
+            output = [
+                {
+                    "role": "assistant",
+                    "content": [
+                        b.model_dump(mode="json", exclude_none=True) for b in message.content
+                    ],
+                }
+            ]
+            self.span.set_attribute(
+                sc.GEN_AI_OUTPUT_MESSAGES, self.policy.clip(_to_json(output)) or ""
+            )
         self.usage = {
             sc.TOKEN_TYPE_INPUT: input_tokens,
             sc.TOKEN_TYPE_OUTPUT: usage.output_tokens,
@@ -351,7 +376,7 @@ class RunTelemetry:
             record_exception=False,
             set_status_on_exception=False,
         )
-        call = ChatCall(span)
+        call = ChatCall(span, self.content)
         state = _ChatState(span)
         token = _current_chat.set(state)
         started = time.perf_counter()
@@ -528,7 +553,7 @@ def current_context() -> Context:
     return otel_context.get_current()
 
 
-def _to_json(value: Mapping[str, Any]) -> str:
+def _to_json(value: object) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
     except (TypeError, ValueError):

@@ -101,3 +101,21 @@ async def test_no_task_is_left_behind(traced: Traced) -> None:
     await run_traced(traced, "spawn")
     others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert others == []
+
+
+async def test_chat_content_only_with_capture(traced: Traced) -> None:
+    from telemetry.spans import ContentPolicy
+
+    await run_traced(traced, "spawn", content=ContentPolicy(40, capture=True))
+    chat = traced.named("chat ")[0].attributes or {}
+    assert chat["gen_ai.system_instructions"] == "You are the lead."
+    assert chat["gen_ai.input.messages"].startswith('[{"role": "user"')
+    assert len(chat["gen_ai.input.messages"]) == 40
+    assert chat["gen_ai.output.messages"].startswith('[{"role": "assistant"')
+
+
+async def test_no_chat_content_without_capture(traced: Traced) -> None:
+    await run_traced(traced, "spawn")
+    for span in traced.named("chat "):
+        assert "gen_ai.input.messages" not in (span.attributes or {})
+        assert "gen_ai.output.messages" not in (span.attributes or {})
