@@ -488,7 +488,21 @@ def _without(attributes: Attributes, keys: frozenset[str], dropped: int) -> Attr
     return bounded
 
 
-class RedactingSpanExporter(SpanExporter):
+class _WrappingExporter(SpanExporter):
+    """An exporter in front of ``inner``: flush and shutdown go straight through."""
+
+    inner: SpanExporter
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Shut down the wrapped exporter."""
+        self.inner.shutdown()
+
+
+class RedactingSpanExporter(_WrappingExporter):
     """Drops the ``redact_keys`` attributes from spans, events and links before export.
 
     A span that carries none of the keys is passed on as the same object; one that does
@@ -556,16 +570,8 @@ class RedactingSpanExporter(SpanExporter):
             instrumentation_scope=span.instrumentation_scope,
         )
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Flush the wrapped exporter."""
-        return self.inner.force_flush(timeout_millis)
 
-    def shutdown(self) -> None:
-        """Shut down the wrapped exporter."""
-        self.inner.shutdown()
-
-
-class CountingSpanExporter(SpanExporter):
+class CountingSpanExporter(_WrappingExporter):
     """Counts the spans ``inner`` exported and failed to export, for the exit report."""
 
     def __init__(self, inner: SpanExporter, label: str) -> None:
@@ -588,14 +594,6 @@ class CountingSpanExporter(SpanExporter):
             else:
                 self.failed += len(spans)
         return result
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Flush the wrapped exporter."""
-        return self.inner.force_flush(timeout_millis)
-
-    def shutdown(self) -> None:
-        """Shut down the wrapped exporter."""
-        self.inner.shutdown()
 
 
 class SpanCounter(SpanProcessor):
