@@ -25,10 +25,11 @@ from runtime.limits import (
 from runtime.models import MODEL_ENV, AnthropicModel, ModelClient, default_model
 from runtime.scenarios import SCENARIOS, ScenarioResult, run_scenario
 from runtime.scripted import ScriptedModel
+from telemetry.jaeger import JaegerError, JaegerReader, normalize_trace_id
 from telemetry.live import LiveView
 from telemetry.logs import configure_logging
 from telemetry.records import iter_spans_file
-from telemetry.setup import setup_telemetry
+from telemetry.setup import DEFAULT_SERVICE_NAME, setup_telemetry
 from telemetry.spans import RunTelemetry
 from telemetry.summary import SummaryError, SummaryProcessor, summarize
 
@@ -152,15 +153,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = commands.add_parser(
         "summary",
-        help="print a run's summary from a spans file",
+        help="print a run's summary from a spans file or from Jaeger",
         description="Print the summary of one run from an OTLP/JSON-lines spans file "
-        "(the --spans-file of `orchestrace run`, or the Collector's file exporter).",
+        "(the --spans-file of `orchestrace run`, or the Collector's file exporter), or "
+        "from Jaeger's copy of the trace (--jaeger, through its v3 API).",
     )
-    summary.add_argument("file", type=Path, help="OTLP/JSON lines file")
+    summary.add_argument("file", type=Path, nargs="?", default=None, help="OTLP/JSON lines file")
     summary.add_argument(
+        "--jaeger",
+        default=None,
+        metavar="URL",
+        help="read the run from Jaeger's query service instead, e.g. http://localhost:16686",
+    )
+    which = summary.add_mutually_exclusive_group()
+    which.add_argument(
         "--trace-id",
         default=None,
-        help="the run to summarise (default: the latest run in the file)",
+        help="the run to summarise (default: the latest run in the file, or in Jaeger)",
+    )
+    which.add_argument(
+        "--last",
+        action="store_true",
+        help="the newest run (the default; with --jaeger: of --service)",
+    )
+    summary.add_argument(
+        "--service",
+        default=None,
+        help="with --jaeger: the service whose newest run --last picks "
+        f"(default: $OTEL_SERVICE_NAME or {DEFAULT_SERVICE_NAME})",
     )
     return parser
 
@@ -282,10 +302,20 @@ async def _run_interruptible(
 
 
 def cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
-    """``orchestrace summary FILE``: returns the exit code."""
+    """``orchestrace summary FILE`` or ``--jaeger URL``: returns the exit code."""
     try:
-        text = summarize(iter_spans_file(args.file), args.trace_id)
-    except (OSError, ValueError, SummaryError) as exc:
+        if (args.file is None) == (args.jaeger is None):
+            raise ValueError("give either a spans FILE or --jaeger URL")
+        if args.service is not None and args.jaeger is None:
+            raise ValueError("--service applies to --jaeger only")
+        if args.jaeger is not None:
+            jaeger = JaegerReader(args.jaeger)
+            service = args.service or os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
+            trace_id = args.trace_id or jaeger.newest_run(service)
+            text = summarize(jaeger.spans(trace_id), normalize_trace_id(trace_id))
+        else:
+            text = summarize(iter_spans_file(args.file), args.trace_id)
+    except (OSError, ValueError, SummaryError, JaegerError) as exc:
         sys.stderr.write(f"orchestrace summary: {exc}\n")
         return 2
     out.write(text)
