@@ -144,8 +144,9 @@ class LocalInboxes:
         return len(self._boxes[name])
 
 
-StateListener = Callable[[str, str, AgentState | None, AgentState], None]
-"""Called as ``(agent, role, old_state, new_state)`` on every state change."""
+StateListener = Callable[[str, str, AgentState | None, AgentState | None], None]
+"""Called as ``(agent, role, old_state, new_state)`` on every state change; ``old_state`` is
+None on registration and ``new_state`` None when the run retires its agents."""
 
 
 class Hub:
@@ -238,6 +239,12 @@ class Hub:
         role = self._roles[name]
         for listener in self._listeners:
             listener(name, role, old, state)
+
+    def retire(self) -> None:
+        """The run is over: tell listeners its agents are gone (gauges drop to zero)."""
+        for name, state in self._states.items():
+            for listener in self._listeners:
+                listener(name, self._roles[name], state, None)
 
     def end(self, name: str, state: AgentState) -> list[Envelope]:
         """Put ``name`` in a final state and return the messages it never read."""

@@ -105,4 +105,7 @@ async def run_scenario(
     with run.telemetry.workflow(name, backend=run.model.backend) as span:
         if on_start is not None:
             on_start(format(span.get_span_context().trace_id, "032x"))
-        return await SCENARIOS[name](run)
+        try:
+            return await SCENARIOS[name](run)
+        finally:
+            run.hub.retire()

@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -56,6 +56,7 @@ CONTENT_MAX_ENV: Final = "ORCHESTRACE_CONTENT_MAX_CHARS"
 DEFAULT_CONTENT_MAX_CHARS: Final = 2048
 SHUTDOWN_TIMEOUT_ENV: Final = "ORCHESTRACE_SHUTDOWN_TIMEOUT"
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 3.0
+DEFAULT_METRIC_INTERVAL_MS: Final = 5000.0
 
 # Larger than the SDK defaults (2048 / 512) so a burst of thousands of agents is not
 # dropped; each can still be set with the standard OTEL_BSP_* variables.
@@ -165,6 +166,8 @@ class Telemetry:
     exporters: list[str] = field(default_factory=list)
     counters: list[CountingSpanExporter] = field(default_factory=list)
     ended: SpanCounter | None = None
+    #: Extra resources to release at shutdown (the Prometheus scrape server).
+    closers: list[Callable[[], None]] = field(default_factory=list)
     _shut: bool = False
 
     def export_problems(self) -> list[str]:
@@ -201,8 +204,10 @@ class Telemetry:
             timeout = float(raw) if raw.replace(".", "", 1).isdigit() else DEFAULT_SHUTDOWN_TIMEOUT
 
         def _shutdown() -> None:
-            for provider in (self.tracer_provider, self.meter_provider):
-                stop = getattr(provider, "shutdown", None)
+            stops = [
+                getattr(p, "shutdown", None) for p in (self.tracer_provider, self.meter_provider)
+            ]
+            for stop in [*stops, *self.closers]:
                 if stop is None:
                     continue
                 try:
@@ -277,15 +282,22 @@ def setup_telemetry(
             log.warning("unsupported OTEL_TRACES_EXPORTER value %r ignored", name)
 
     readers: list[MetricReader] = []
+    closers: list[Callable[[], None]] = []
     for name in _env_list("OTEL_METRICS_EXPORTER", "metrics"):
         if name == "otlp":
-            readers.append(PeriodicExportingMetricReader(otlp_metric_exporter()))
+            readers.append(
+                PeriodicExportingMetricReader(
+                    otlp_metric_exporter(), export_interval_millis=_metric_interval()
+                )
+            )
             names.append(f"metrics:otlp/{_protocol('metrics')}")
         elif name == "console":
             readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
             names.append("metrics:console")
         elif name == "prometheus":
-            readers.append(prometheus_reader())
+            reader, close = prometheus_reader()
+            readers.append(reader)
+            closers.append(close)
             names.append("metrics:prometheus")
         else:
             log.warning("unsupported OTEL_METRICS_EXPORTER value %r ignored", name)
@@ -293,15 +305,31 @@ def setup_telemetry(
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
-    return Telemetry(True, tracer_provider, meter_provider, policy, names, counted, ended)
+    return Telemetry(True, tracer_provider, meter_provider, policy, names, counted, ended, closers)
 
 
-def prometheus_reader() -> MetricReader:
-    """A Prometheus scrape endpoint on OTEL_EXPORTER_PROMETHEUS_HOST/PORT (localhost:9464)."""
+def _metric_interval() -> float:
+    """OTEL_METRIC_EXPORT_INTERVAL, else 5 s: agent runs are short, and rate() panels need
+    more than the single point the SDK's 60-second default would send before exit."""
+    raw = os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "")
+    return float(raw) if raw.isdigit() else DEFAULT_METRIC_INTERVAL_MS
+
+
+def prometheus_reader() -> tuple[MetricReader, Callable[[], None]]:
+    """A Prometheus scrape endpoint on OTEL_EXPORTER_PROMETHEUS_HOST/PORT (localhost:9464).
+
+    Returns the reader and a function that stops the scrape server.
+    """
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import start_http_server
 
     host = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost")
     port = int(os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464"))
-    start_http_server(port=port, addr=host)
-    return PrometheusMetricReader()
+    server, thread = start_http_server(port=port, addr=host)
+
+    def close() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(1.0)
+
+    return PrometheusMetricReader(), close

@@ -352,11 +352,15 @@ class RunTelemetry:
         with _active(span, end=True):
             yield AgentSpan(span)
 
-    def agent_state_changed(self, role: str, old: str | None, new: str) -> None:
-        """Move one agent between the state buckets of the ``orchestrace.agents`` gauge."""
+    def agent_state_changed(self, role: str, old: str | None, new: str | None) -> None:
+        """Move one agent between the state buckets of the ``orchestrace.agents`` gauge.
+
+        ``old`` is None for a new agent, ``new`` None for one retired at the end of a run.
+        """
         if old is not None:
             self.instruments.agents.add(-1, {sc.AGENT_ROLE: role, sc.AGENT_STATE: str(old)})
-        self.instruments.agents.add(1, {sc.AGENT_ROLE: role, sc.AGENT_STATE: str(new)})
+        if new is not None:
+            self.instruments.agents.add(1, {sc.AGENT_ROLE: role, sc.AGENT_STATE: str(new)})
 
     # --- model calls -------------------------------------------------------------------------
     @contextmanager

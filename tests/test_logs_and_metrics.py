@@ -87,9 +87,9 @@ async def test_metrics_follow_the_run_with_role_labels(traced: Traced) -> None:
         (a["orchestrace.agent.role"], a["orchestrace.agent.state"]): v
         for a, v in points["orchestrace.agents"]
     }
-    assert agents[("helper", "killed")] == 3
-    assert agents[("lead", "done")] == 1
-    assert agents[("helper", "active")] == 0
+    # every agent passed through its states, and the finished run left none behind
+    assert {("helper", "killed"), ("lead", "done"), ("helper", "idling")} <= set(agents)
+    assert set(agents.values()) == {0}
     token_types = {a["gen_ai.token.type"] for a, _ in points["gen_ai.client.token.usage"]}
     assert token_types == {"input", "output"}
     assert [v for a, v in points["orchestrace.runs"]] == [1]
