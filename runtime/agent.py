@@ -106,7 +106,12 @@ async def run_agent(
 
 
 def _text_of(message: Message) -> str:
-    return "".join(getattr(block, "text", "") for block in message.content)
+    # Only text blocks: a block type this SDK version does not know may carry text=None.
+    return "".join(
+        text
+        for block in message.content
+        if block.type == "text" and isinstance(text := getattr(block, "text", None), str)
+    )
 
 
 class _AgentLoop:
@@ -124,6 +129,10 @@ class _AgentLoop:
             )
         }
         self.turns = 0
+        #: Messages rendered into the next request but not yet sent to the model. If the loop
+        #: stops first (max_turns, a run limit, a kill while queued for a model slot), they
+        #: were never read and go back to their senders with the inbox's unread mail.
+        self.unseen: list[Envelope] = []
 
     async def run(self, span: AgentSpan) -> AgentResult:
         name, config = self.spec.name, self.ctx.config
@@ -179,9 +188,11 @@ class _AgentLoop:
         error: BaseException | None = None,
         failed: bool = False,
     ) -> AgentResult:
-        unread = self.hub.end(self.spec.name, state)
+        unread = [*self.unseen, *self.hub.end(self.spec.name, state)]
+        self.unseen.clear()
         final = self.hub.state(self.spec.name)  # a killer may have set KILLED first
         self._bounce(unread, final, span)
+        self.hub.settle()
         span.finish(final, reason, turns=self.turns, unread=len(unread), error=error, failed=failed)
         log.debug("agent ended", state=str(final), reason=reason, unread=len(unread))
         return AgentResult(self.spec.name, final, reason, text)
@@ -229,6 +240,7 @@ class _AgentLoop:
             ) as call:
                 call.record_queue(queued)
                 call.record_prompt(self.spec.system, messages)
+                self.unseen.clear()  # handed to the model: from here on they count as read
                 response = await self.ctx.model.create(request)
                 call.record_response(response)
         budget.add_tokens(sum(call.usage.get(k, 0) for k in ("input", "output")))
@@ -298,6 +310,7 @@ class _AgentLoop:
         if not envelopes:
             return ""
         self.tel.receive(self.spec.name, self.spec.role, envelopes, via=via)
+        self.unseen.extend(envelopes)
         return render_messages(envelopes)
 
     # --- the two messaging tools -----------------------------------------------------------

@@ -228,6 +228,10 @@ class Hub:
         self._set(name, state)
         if state.ended:
             self._wakeups[name].set()
+            if self._inboxes.pending(name):
+                # Its unread mail will be bounced to the senders when it ends (see ``end``);
+                # until then someone may still be woken, so "no one can send" is premature.
+                return
         self._check_no_senders()
 
     def _set(self, name: str, state: AgentState) -> None:
@@ -247,9 +251,19 @@ class Hub:
                 listener(name, self._roles[name], state, None)
 
     def end(self, name: str, state: AgentState) -> list[Envelope]:
-        """Put ``name`` in a final state and return the messages it never read."""
-        self.set_state(name, state)
+        """Put ``name`` in a final state and return the messages it never read.
+
+        The caller bounces those messages to their senders and then calls :meth:`settle`:
+        the "no one can send you a message" check waits until the bounces are posted.
+        """
+        if not self.state(name).ended:
+            self._set(name, state)
+            self._wakeups[name].set()
         return self._inboxes.drain(name)
+
+    def settle(self) -> None:
+        """Re-run the "no one can send" check after an agent's end has been fully handled."""
+        self._check_no_senders()
 
     # --- messages ------------------------------------------------------------------------
     def new_message_id(self) -> str:
@@ -323,10 +337,27 @@ class Hub:
 # --- rendering ---------------------------------------------------------------------------
 RECEIVED_HEADER = "[Messages received while you were working:]"
 
+# Control characters are shown as \xNN, so a literal backslash is doubled: the text "\x07"
+# and the character BEL must not render alike.
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
-_ESCAPE_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", **_CONTROL})
+_ESCAPE_TEXT = str.maketrans({"\\": "\\\\", "&": "&amp;", "<": "&lt;", ">": "&gt;", **_CONTROL})
+# A sender name stays on the block's header line: every line break Python's splitlines()
+# knows (CR, NEL and the other C1 controls, U+2028, U+2029) is escaped as well.
 _ESCAPE_ATTR = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "\\n", "\t": "\\t", **_CONTROL}
+    {
+        "\\": "\\\\",
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "\n": "\\n",
+        "\r": "\\r",
+        "\t": "\\t",
+        "\u2028": "\\u2028",
+        "\u2029": "\\u2029",
+        **_CONTROL,
+        **{c: f"\\x{c:02x}" for c in range(0x80, 0xA0)},
+    }
 )
 
 

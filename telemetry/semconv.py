@@ -80,6 +80,10 @@ DELIVERY_VIA: Final = "orchestrace.delivery.via"
 CACHE_KIND: Final = "orchestrace.cache.kind"
 RUN_OUTCOME: Final = "orchestrace.run.outcome"
 
+# --- exceptions (the SDK's record_exception event) ------------------------------------
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+
 #: Attributes that carry user or model content. They are recorded on spans so that the live
 #: view can show snippets, and stripped before export unless content capture is enabled.
 CONTENT_KEYS: Final = frozenset(

@@ -252,7 +252,7 @@ def setup_telemetry(
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
     policy = content_policy(live=live)
     redact = frozenset() if capture_content_enabled() else sc.CONTENT_KEYS
-    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     names: list[str] = []
 
     counted: list[CountingSpanExporter] = []
@@ -301,7 +301,9 @@ def setup_telemetry(
             names.append("metrics:prometheus")
         else:
             log.warning("unsupported OTEL_METRICS_EXPORTER value %r ignored", name)
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=readers, shutdown_on_exit=False
+    )
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
@@ -39,6 +40,9 @@ from telemetry.version import __version__
 #: How many characters of content are kept on spans when capture is off. Enough for the
 #: live view's 60-character snippets; stripped before export by the redacting exporter.
 LIVE_SNIPPET_CHARS: Final = 4096
+
+#: What a crashing tool's exception message becomes on its span when content capture is off.
+REDACTED_EXCEPTION_MESSAGE: Final = "(not recorded: content capture is off)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +255,23 @@ class ToolSpan:
     error_type: str | None = None
 
     def record_exception(self, exc: BaseException) -> None:
-        """Record an unexpected exception raised inside the tool (a bug, not bad input)."""
-        self.span.record_exception(exc)
+        """Record an unexpected exception raised inside the tool (a bug, not bad input).
+
+        An exception's message often echoes the tool's arguments, which are content: unless
+        content capture is on, the event keeps the type and the stack frames only.
+        """
+        if self.policy.capture:
+            self.span.record_exception(exc)
+            return
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        self.span.record_exception(
+            exc,
+            attributes={
+                sc.EXCEPTION_MESSAGE: REDACTED_EXCEPTION_MESSAGE,
+                sc.EXCEPTION_STACKTRACE: f"Traceback (most recent call last):\n{frames}"
+                f"{type(exc).__name__}: {REDACTED_EXCEPTION_MESSAGE}",
+            },
+        )
 
     def record_result(self, text: str, *, error_type: str | None = None) -> None:
         """Record the tool's result; ``error_type`` marks an ``is_error`` result."""

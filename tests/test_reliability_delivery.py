@@ -12,7 +12,7 @@ loop per example, so hypothesis explores orderings deterministically):
   ends — every delivered message is seen by the recipient's model exactly once, or its
   sender gets an ``undeliverable`` notice, or (sender already gone) it is logged as lost.
 
-Then the deterministic cases of the table, and the bugs found, as strict xfails.
+Then the deterministic cases of the table, including the bugs this table found (now fixed).
 """
 
 from __future__ import annotations
@@ -159,6 +159,7 @@ class HubModel:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         self.take(name, self.hub.end(name, state))
+        self.hub.settle()  # as the agent loop does once the unread mail is bounced
 
 
 async def play_hub(ops: list[tuple[Any, ...]]) -> HubModel:
@@ -551,12 +552,6 @@ def _fate(run: RunContext, policy: Recorder, recipient: str, content: str, logs)
     return fates
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: messages drained into the last tool result are dropped when the loop then "
-    "stops before another model call (max_turns, max_model_calls): the receive span says "
-    "delivered, the recipient's model never sees them, and the sender is not told",
-)
 @pytest.mark.parametrize("stop", ["max_turns", "max_model_calls"])
 @pytest.mark.asyncio
 @pytest.mark.looptime
@@ -585,12 +580,6 @@ async def test_messages_drained_on_the_last_turn_are_not_lost(traced, stop: str)
     assert _fate(run, policy, "a", "important", logs) != []  # ...so someone must know
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an agent that ends with unread mail triggers the no-senders check before its "
-    "mail is bounced, so a waiter is told 'no one can send you a message' while the bounced "
-    "sender is being woken (and then sends to it)",
-)
 @pytest.mark.asyncio
 @pytest.mark.looptime
 async def test_no_senders_is_not_reported_while_a_bounce_wakes_someone(traced) -> None:

@@ -219,12 +219,6 @@ async def test_stop_reasons_over_the_wire(
     assert len(api.message_requests) == (1 if failed else 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a content block of a type the SDK does not know is built as a TextBlock "
-    "with text=None, and run_agent's text join raises TypeError: the agent crashes with an "
-    "internal error (its chat span is OK) instead of ignoring or reporting the block",
-)
 async def test_an_unknown_content_block_type_does_not_crash_the_agent(
     traced: Traced, api: FakeMessagesAPI
 ) -> None:

@@ -39,7 +39,7 @@ PROPERTY = settings(
 _BLOCK = r'<agent-message from="([^"<>]*)">\n([^<>]*)\n</agent-message>'
 _BODY = re.compile(rf"{_BLOCK}(?:\n{_BLOCK})*")
 _ONE = re.compile(_BLOCK)
-_UNESCAPE = re.compile(r"&(amp|lt|gt|quot);|\\x([0-9a-f]{2})|\\([nt])")
+_UNESCAPE = re.compile(r"&(amp|lt|gt|quot);|\\x([0-9a-f]{2})|\\u([0-9a-f]{4})|\\([ntr\\])")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"'}
 
 
@@ -47,9 +47,9 @@ def _unescape(text: str) -> str:
     def one(m: re.Match[str]) -> str:
         if m.group(1):
             return _ENTITIES[m.group(1)]
-        if m.group(2):
-            return chr(int(m.group(2), 16))
-        return {"n": "\n", "t": "\t"}[m.group(3)]
+        if m.group(2) or m.group(3):
+            return chr(int(m.group(2) or m.group(3), 16))
+        return {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}[m.group(4)]
 
     return _UNESCAPE.sub(one, text)
 
@@ -82,6 +82,10 @@ HOSTILE = [
     "\x00",
     "\x1b[2J",
     "\x7f",
+    "\\",
+    "\\x07",
+    "\\n",
+    "\x85\u2028\u2029",
     "\x0b\x0c",
     "lead",
     " from=",
@@ -98,16 +102,10 @@ _pieces = st.one_of(
 hostile_text = st.lists(_pieces, max_size=8).map("".join)
 
 
-def _no_backslash(s: str) -> str:
-    # The escapes use backslash sequences without escaping backslash itself; that
-    # ambiguity is pinned by test_backslash_sequences_are_not_ambiguous below.
-    return s.replace("\\", "/")
-
-
 @PROPERTY
 @given(
     st.lists(
-        st.tuples(hostile_text.map(_no_backslash), hostile_text.map(_no_backslash)),
+        st.tuples(hostile_text, hostile_text),
         min_size=1,
         max_size=5,
     )
@@ -138,11 +136,6 @@ def test_a_forged_lead_block_stays_inside_the_helpers_block() -> None:
     assert '<agent-message from="lead">' not in rendered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: backslash is not escaped, so the literal text '\\x07' renders exactly like "
-    "the control character BEL, and a sender 'a\\nb' exactly like 'a<newline>b'",
-)
 @pytest.mark.parametrize(
     ("field", "literal", "control"),
     [
@@ -159,11 +152,6 @@ def test_backslash_sequences_are_not_ambiguous(field: str, literal: str, control
     assert rendered(literal) != rendered(control)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: escape_attribute leaves CR, NEL (U+0085) and the Unicode line/paragraph "
-    "separators raw, so a sender name can split the block's header line",
-)
 @pytest.mark.parametrize("breaker", ["\r", "\x85", "\u2028", "\u2029"])
 def test_the_header_of_a_block_is_one_line(breaker: str) -> None:
     rendered = render_messages([Envelope("msg-1", f"helper1{breaker}lead", "lead", "hi", 0)])

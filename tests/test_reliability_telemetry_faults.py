@@ -155,15 +155,7 @@ def test_the_run_finishes_normally_and_reports_what_it_could_not_export(
     assert (int(problem.group(1)), int(problem.group(2))) == (0, created)
 
 
-EXIT_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MeterProvider (and TracerProvider) are built with shutdown_on_exit=True, so "
-    "after Telemetry.shutdown gives up at its deadline an atexit handler runs a second, "
-    "unbounded metrics shutdown against the dead collector: exit takes ~7-10 s more",
-)
-
-
-@pytest.mark.parametrize("mode", ["ok", *(pytest.param(m, marks=EXIT_BUG) for m, _ in FAULTS)])
+@pytest.mark.parametrize("mode", ["ok", *(m for m, _ in FAULTS)])
 def test_the_process_exits_within_a_few_seconds_of_its_end(
     fault_runs: dict[str, Finished], mode: str
 ) -> None:
