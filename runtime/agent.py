@@ -16,7 +16,7 @@ import structlog
 from anthropic.types import Message
 from opentelemetry.context import Context
 
-from runtime.errors import ToolError
+from runtime.errors import MalformedResponseError, ToolError
 from runtime.hub import (
     SYSTEM_SENDER,
     AgentState,
@@ -176,7 +176,8 @@ class _AgentLoop:
             return self._finish(span, AgentState.DONE, f"limit:{exc.limit}", text, failed=True)
         except Exception as exc:
             log.error("agent crashed", error=f"{type(exc).__name__}: {exc}")
-            return self._finish(span, AgentState.CRASHED, type(exc).__name__, text, error=exc)
+            reason = exc.reason if isinstance(exc, MalformedResponseError) else type(exc).__name__
+            return self._finish(span, AgentState.CRASHED, reason, text, error=exc)
 
     def _finish(
         self,

@@ -19,3 +19,10 @@ class ToolError(OrchestraceError):
 
 class ConfigurationError(OrchestraceError):
     """Bad settings given to the runtime or the CLI."""
+
+
+class MalformedResponseError(OrchestraceError):
+    """The model API answered 200 with a body that is not a usable Messages API response."""
+
+    #: The agent's end reason when this error stops it.
+    reason = "malformed_response"

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import anthropic
-from anthropic.types import Message
+from anthropic.types import Message, Usage
 from opentelemetry.trace import TracerProvider
 
+from runtime.errors import MalformedResponseError
 from telemetry import spans
 
 DEFAULT_MODEL: Final = "claude-opus-4-8"
@@ -109,14 +110,23 @@ class AnthropicModel:
         self._client = client
 
     async def create(self, request: ModelRequest) -> Message:
-        """Call ``messages.create`` (the SDK retries transient errors itself)."""
-        return await self._client.messages.create(
-            model=request.model,
-            max_tokens=request.max_tokens,
-            system=request.system,
-            tools=list(request.tools),  # type: ignore[arg-type]
-            messages=list(request.messages),  # type: ignore[arg-type]
-        )
+        """Call ``messages.create`` (the SDK retries transient errors itself).
+
+        A 200 whose body is not a Messages API response (not JSON, HTML from a proxy, fields
+        missing) raises :class:`MalformedResponseError` instead of surfacing later as an
+        ``AttributeError`` deep in the agent loop.
+        """
+        try:
+            response: object = await self._client.messages.create(
+                model=request.model,
+                max_tokens=request.max_tokens,
+                system=request.system,
+                tools=list(request.tools),  # type: ignore[arg-type]
+                messages=list(request.messages),  # type: ignore[arg-type]
+            )
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:  # the SDK's parsing
+            raise MalformedResponseError(f"unparseable response body: {exc}") from exc
+        return checked_message(response)
 
     async def close(self) -> None:
         """Close the underlying HTTP client."""
@@ -127,3 +137,23 @@ class AnthropicModel:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def checked_message(response: object) -> Message:
+    """``response`` if it has what the agent loop relies on, else MalformedResponseError.
+
+    The SDK builds responses without validation, so a ``{}`` body becomes a ``Message``
+    with no attributes at all; this is the one place that finds out.
+    """
+    if not isinstance(response, Message):
+        raise MalformedResponseError(f"expected a message, got {type(response).__name__}")
+    fields = response.__dict__
+    missing = [f for f in ("id", "model", "content", "usage") if f not in fields]
+    if missing:
+        raise MalformedResponseError(f"response lacks {', '.join(missing)}")
+    if not isinstance(response.content, list):
+        raise MalformedResponseError("response content is not a list")
+    usage = response.usage.__dict__ if isinstance(response.usage, Usage) else {}
+    if not all(isinstance(usage.get(k), int) for k in ("input_tokens", "output_tokens")):
+        raise MalformedResponseError("response usage lacks input_tokens / output_tokens")
+    return response

@@ -65,6 +65,10 @@ class Subagents:
                 run_agent(self.run, spec, parent=parent), name=f"agent {name}"
             )
             spawned.append(name)
+        # Let each helper start (open its span, reach its first model call) before the lead
+        # goes on: a kill in the same response would otherwise cancel a task that never ran,
+        # leaving no span and no record of the helper.
+        await asyncio.sleep(0)
         return f"spawned: {', '.join(spawned)}"
 
     async def _status(self, call: ToolCall) -> str:

@@ -169,6 +169,9 @@ class Telemetry:
     #: Extra resources to release at shutdown (the Prometheus scrape server).
     closers: list[Callable[[], None]] = field(default_factory=list)
     _shut: bool = False
+    #: Set once the tracer provider's shutdown has returned: every batch processor has
+    #: drained its queue, so a span neither exported nor failed was dropped (queue full).
+    _traces_flushed: threading.Event = field(default_factory=threading.Event)
 
     def export_problems(self) -> list[str]:
         """One line per exporter that did not get every span out (queue full or failures).
@@ -177,14 +180,21 @@ class Telemetry:
         """
         problems: list[str] = []
         total = self.ended.count if self.ended is not None else 0
+        flushed = self._traces_flushed.is_set()
         for c in self.counters:
             missing = total - c.exported
             if missing <= 0:
                 continue
-            dropped = max(0, missing - c.failed)
+            rest = max(0, missing - c.failed)
+            if not rest:
+                lost = ""
+            elif flushed:
+                lost = f", {rest} dropped: export queue full, raise OTEL_BSP_MAX_QUEUE_SIZE"
+            else:
+                lost = f", {rest} dropped or still queued at the shutdown deadline"
             problems.append(
                 f"{c.label}: {c.exported} of {total} spans exported "
-                f"({c.failed} failed to export, {dropped} dropped or still queued)"
+                f"({c.failed} failed to export{lost})"
             )
             log.warning("spans not exported: %s", problems[-1])
         return problems
@@ -214,6 +224,8 @@ class Telemetry:
                     stop()
                 except Exception:  # telemetry never raises into the program
                     log.exception("telemetry shutdown failed")
+                if stop is stops[0]:
+                    self._traces_flushed.set()
 
         worker = threading.Thread(
             target=_shutdown, name="orchestrace-telemetry-shutdown", daemon=True

@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from anthropic.types import ToolUseBlock
 from support import Traced
 
 from runtime.agent import (
@@ -240,3 +241,37 @@ async def test_a_wait_times_out_when_the_others_are_busy(traced: Traced) -> None
     assert policy.results("a") == ["woke: 4s timeout"]
     (wait,) = traced.named("execute_tool wait_for_message")
     assert wait.status.status_code.name == "UNSET"  # a timeout is an answer, not an error
+
+
+class _SpawnAndKillAtOnce(ScriptedModel):
+    """The lead's first response asks for create_subagents and kill_subagents together."""
+
+    async def create(self, request: Any) -> Any:
+        if request.agent != "lead" or len(request.messages) > 1:
+            return await super().create(request)
+        message = await super().create(request)
+        calls = [
+            ("create_subagents", {"base_instruction": "work"}),
+            ("kill_subagents", {"subagent_ids": ["helper1"]}),
+        ]
+        blocks = [
+            ToolUseBlock(type="tool_use", id=f"toolu_{i}", name=name, input=args)
+            for i, (name, args) in enumerate(calls)
+        ]
+        return message.model_copy(update={"content": blocks, "stop_reason": "tool_use"})
+
+
+async def test_a_helper_killed_in_the_response_that_spawned_it_still_ends_visibly(
+    traced: Traced,
+) -> None:
+    policy = Recorder({"lead": [SPAWN, END], "helper1": [END]})
+    run = context(traced, policy)
+    run.model = _SpawnAndKillAtOnce(latency=1, policy=policy)
+    result = await run_lead(run)
+    assert result.reason == "end_turn"
+    assert policy.results("lead") == ["spawned: helper1", "cancelled: helper1"]
+    # the helper's task started before the kill: it has its span, ended as killed
+    (agent,) = traced.named("invoke_agent helper1")
+    assert attrs(agent)["orchestrace.agent.state"] == "killed"
+    assert run.hub.state("helper1") is AgentState.KILLED
+    assert len(asyncio.all_tasks()) == 1

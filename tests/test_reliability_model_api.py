@@ -152,10 +152,10 @@ async def test_a_malformed_response_ends_that_agent_with_an_error_and_no_retry_s
     api.enqueue(reply)
     api.reply_text("never reached")
     a, _ = await run_a_and_b(traced, api.url)
-    assert a.state.ended
-    assert a.reason != "end_turn"
+    assert (a.state, a.reason) == (AgentState.CRASHED, "malformed_response")
     (chat,) = chats_of(traced, "a")
     assert chat.status.status_code.name == "ERROR"
+    assert (chat.attributes or {})["error.type"] == "MalformedResponseError"
     (agent,) = traced.named("invoke_agent a")
     assert agent.status.status_code.name == "ERROR"
     assert len(api.message_requests) == 1  # a 200 is not retried, and a stops at once

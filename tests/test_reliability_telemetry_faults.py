@@ -153,6 +153,13 @@ def test_the_run_finishes_normally_and_reports_what_it_could_not_export(
     problem = re.search(r"^telemetry: otlp/\S+: (\d+) of (\d+) spans exported", text, re.M)
     assert problem is not None, text
     assert (int(problem.group(1)), int(problem.group(2))) == (0, created)
+    if mode == "stall":  # the export never returned: nothing can be called dropped for sure
+        assert re.search(
+            r"spans exported \(0 failed to export, \d+ dropped or still queued at "
+            r"the shutdown deadline\)$",
+            text,
+            re.M,
+        ), text
 
 
 @pytest.mark.parametrize("mode", ["ok", *(m for m, _ in FAULTS)])
@@ -203,7 +210,7 @@ def test_a_full_export_queue_is_counted_and_reported(
         assert 0 < exported <= 5 < created
         assert problems == [
             f"otlp/http/protobuf: {exported} of {created} spans exported (0 failed to export, "
-            f"{created - exported} dropped or still queued)"
+            f"{created - exported} dropped: export queue full, raise OTEL_BSP_MAX_QUEUE_SIZE)"
         ]
         assert any("spans not exported" in r.getMessage() for r in caplog.records)
 
