@@ -48,6 +48,15 @@ environment:
                          (ORCHESTRACE_CONTENT_MAX_CHARS caps each value, default 2048)
 """
 
+RUN_EPILOG: Final = (
+    EPILOG
+    + """
+exit status:
+  0 the lead finished (end_turn); 1 the lead was stopped (a limit, max_turns, a refusal,
+  max_tokens, a crash: "run incomplete: ..." says which); 130 / 143 after SIGINT / SIGTERM
+"""
+)
+
 
 def _positive(value: str) -> float:
     number = float(value)
@@ -71,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run a scenario (team or spawn) with live output and a summary",
-        epilog=EPILOG,
+        epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("scenario", choices=sorted(SCENARIOS), help="which of the seed's runs")
@@ -272,7 +281,14 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     if result is None:
         return 128 + _SIGNALS[run.interrupted or "SIGINT"]
-    return 0 if result.lead.state is AgentState.DONE else 1
+    lead = result.lead
+    if lead.state is AgentState.DONE and lead.reason == "end_turn":
+        return 0
+    # A lead stopped by a limit, max_turns, a refusal or a crash did not finish its task:
+    # scripts and CI must be able to tell.
+    out.write(f"run incomplete: the lead ended {lead.state} ({lead.reason})\n")
+    out.flush()
+    return 1
 
 
 _SIGNALS: Final = {"SIGINT": int(signal.SIGINT), "SIGTERM": int(signal.SIGTERM)}

@@ -240,8 +240,9 @@ def test_zero_on_the_command_line_means_unlimited() -> None:
 
 def test_the_cli_reports_a_model_call_cap_in_the_summary() -> None:
     out = io.StringIO()
-    main([*_fast_run(), "--max-model-calls", "3"], out=out)
+    assert main([*_fast_run(), "--max-model-calls", "3"], out=out) == 1  # not a success
     text = out.getvalue()
+    assert "run incomplete: the lead ended done (limit:max_model_calls)" in text
     row = re.search(r"^lead\s+lead\s+done\s+(\S+)", text, re.M)
     assert row is not None
     assert row.group(1) == "limit:max_model_calls"
