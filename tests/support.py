@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import structlog
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from structlog.testing import capture_logs
 
 from runtime.agent import RunConfig, RunContext
 from runtime.hub import Hub
 from runtime.models import ModelClient
 from runtime.scenarios import ScenarioResult, run_scenario
-from runtime.scripted import ScriptedModel
+from runtime.scripted import Conversation, Reply, ScriptedModel
 from telemetry.live import LiveView
 from telemetry.records import SpanRecord, from_readable_span
 from telemetry.spans import ContentPolicy, RunTelemetry
@@ -137,3 +143,52 @@ def span_tree(spans: list[ReadableSpan]) -> list[dict[str, object]]:
 
 def _plain(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
+
+
+@contextmanager
+def logs_captured() -> Iterator[list[dict[str, Any]]]:
+    """structlog events at every level, whatever level an earlier test configured."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        structlog.configure(**saved)
+
+
+class Recorder:
+    """A scripted-model policy: one script per agent (``"*"`` for any other), replayed turn
+    by turn (the last reply repeats), keeping each agent's last request."""
+
+    def __init__(self, scripts: dict[str, list[Reply]]) -> None:
+        self.scripts = scripts
+        self.last: dict[str, list[dict[str, Any]]] = {}
+
+    def __call__(self, conv: Conversation) -> Reply:
+        self.last[conv.request.agent] = list(conv.request.messages)
+        script = self.scripts.get(conv.request.agent) or self.scripts["*"]
+        return script[min(conv.turn, len(script) - 1)]
+
+    def tool_results(self, agent: str) -> list[dict[str, Any]]:
+        """The tool_result blocks of the agent's last request."""
+        return [
+            block
+            for m in self.last[agent]
+            if m["role"] == "user" and isinstance(m["content"], list)
+            for block in m["content"]
+            if block.get("type") == "tool_result"
+        ]
+
+    def results(self, agent: str) -> list[str]:
+        """Every tool-result and delivered-turn text the agent's model was given."""
+        texts: list[str] = []
+        for message in self.last[agent][1:]:
+            if message["role"] != "user":
+                continue
+            content = message["content"]
+            if isinstance(content, str):
+                texts.append(content)
+            else:
+                texts += [str(b.get("content") or b.get("text")) for b in content]
+        return texts

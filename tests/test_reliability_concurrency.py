@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from anthropic.types import ToolUseBlock
-from support import Traced
+from support import Recorder, Traced
 
 from runtime.agent import (
     NO_SENDERS_RESULT,
@@ -24,7 +24,7 @@ from runtime.agent import (
 )
 from runtime.hub import AgentState, Hub
 from runtime.scenarios import run_scenario
-from runtime.scripted import Conversation, Reply, ScriptedModel
+from runtime.scripted import Reply, ScriptedModel
 from runtime.subagents import Subagents, sleep_tool
 from telemetry.spans import RunTelemetry
 
@@ -32,28 +32,6 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.looptime]
 
 END = Reply(text="done", stop_reason="end_turn")
 WAIT = Reply(tool="wait_for_message", tool_input={})
-
-
-class Recorder:
-    """Plays one script per agent and keeps each agent's last request."""
-
-    def __init__(self, scripts: dict[str, list[Reply]]) -> None:
-        self.scripts = scripts
-        self.last: dict[str, list[dict[str, Any]]] = {}
-
-    def __call__(self, conv: Conversation) -> Reply:
-        self.last[conv.request.agent] = list(conv.request.messages)
-        script = self.scripts[conv.request.agent]
-        return script[min(conv.turn, len(script) - 1)]
-
-    def results(self, agent: str) -> list[str]:
-        return [
-            str(block.get("content"))
-            for m in self.last[agent]
-            if m["role"] == "user" and isinstance(m["content"], list)
-            for block in m["content"]
-            if block.get("type") == "tool_result"
-        ]
 
 
 def context(traced: Traced, policy: Recorder, **config: Any) -> RunContext:

@@ -18,24 +18,21 @@ Then the deterministic cases of the table, including the bugs this table found (
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import looptime
 import pytest
-import structlog
 from hypothesis import HealthCheck, example, given, settings, target
 from hypothesis import strategies as st
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from structlog.testing import capture_logs
+from support import Recorder, logs_captured
 
 from runtime.agent import NO_SENDERS_RESULT, AgentSpec, RunConfig, RunContext, run_agent
 from runtime.hub import (
@@ -74,18 +71,6 @@ def in_fake_time(main: Callable[[], Awaitable[T]]) -> T:
         return loop.run_until_complete(main())
     finally:
         loop.close()
-
-
-@contextmanager
-def warnings_captured() -> Iterator[list[dict[str, Any]]]:
-    """structlog events at every level, whatever level an earlier test configured."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        with capture_logs() as logs:
-            yield logs
-    finally:
-        structlog.configure(**saved)
 
 
 class RecordingInboxes(LocalInboxes):
@@ -326,7 +311,7 @@ async def play_run(scripts: dict[str, list[tuple[Any, ...]]]) -> RunOutcome:
         ),
         config=RunConfig(model="m", max_turns=40, wait_timeout=3),
     )
-    with warnings_captured() as logs:
+    with logs_captured() as logs:
         async with asyncio.timeout(10_000):  # fake seconds: a hang fails, it does not hang
             await run_scenario("spawn", run)
     leftover = len(asyncio.all_tasks()) - 1
@@ -393,31 +378,6 @@ def test_run_every_message_is_read_once_or_reported_undeliverable(scripts) -> No
 
 
 # --- the table's deterministic cases -----------------------------------------------------------
-class Recorder:
-    """A per-agent scripted policy that keeps the last request each agent sent."""
-
-    def __init__(self, scripts: dict[str, list[Reply]]) -> None:
-        self.scripts = scripts
-        self.last: dict[str, list[dict[str, Any]]] = {}
-
-    def __call__(self, conv: Conversation) -> Reply:
-        self.last[conv.request.agent] = list(conv.request.messages)
-        script = self.scripts[conv.request.agent]
-        return script[min(conv.turn, len(script) - 1)]
-
-    def results(self, agent: str) -> list[str]:
-        """Every tool-result and delivered-turn text the agent's model was given."""
-        texts: list[str] = []
-        for message in self.last[agent][1:]:
-            if message["role"] != "user":
-                continue
-            content = message["content"]
-            if isinstance(content, str):
-                texts.append(content)
-            else:
-                texts += [str(b.get("content") or b.get("text")) for b in content]
-        return texts
-
 
 END = Reply(text="bye", stop_reason="end_turn")
 
@@ -571,7 +531,7 @@ async def test_messages_drained_on_the_last_turn_are_not_lost(traced, stop: str)
         run = context(traced, policy, wait_timeout=30, limits=RunLimits(max_model_calls=3))
     run.hub.register("a")
     run.hub.register("b")
-    with warnings_captured() as logs:
+    with logs_captured() as logs:
         a, _ = await asyncio.gather(
             run_agent(run, spec("a")), run_agent(run, spec("b", tools=[sleep_tool(asyncio.sleep)]))
         )

@@ -13,41 +13,19 @@ from typing import Any
 
 import pytest
 from anthropic.types import Message, ToolUseBlock, Usage
-from support import Traced
+from support import Recorder, Traced
 
 from runtime.agent import AgentResult, AgentSpec, RunConfig, RunContext, run_agent
 from runtime.hub import AgentState, Hub
 from runtime.limits import RunLimits
 from runtime.models import ModelRequest
-from runtime.scripted import Conversation, Reply, ScriptedModel
+from runtime.scripted import Reply, ScriptedModel
 from runtime.subagents import Subagents, sleep_tool
 from telemetry.spans import RunTelemetry
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.looptime]
 
 END = Reply(text="understood", stop_reason="end_turn")
-
-
-class Recorder:
-    """Plays one script per agent and keeps each agent's last request."""
-
-    def __init__(self, scripts: dict[str, list[Reply]]) -> None:
-        self.scripts = scripts
-        self.last: dict[str, list[dict[str, Any]]] = {}
-
-    def __call__(self, conv: Conversation) -> Reply:
-        self.last[conv.request.agent] = list(conv.request.messages)
-        script = self.scripts[conv.request.agent]
-        return script[min(conv.turn, len(script) - 1)]
-
-    def tool_results(self, agent: str) -> list[dict[str, Any]]:
-        return [
-            block
-            for m in self.last[agent]
-            if m["role"] == "user" and isinstance(m["content"], list)
-            for block in m["content"]
-            if block.get("type") == "tool_result"
-        ]
 
 
 def lead_context(traced: Traced, policy: Recorder, limits: RunLimits | None = None) -> RunContext:

@@ -9,62 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import structlog
-from structlog.testing import capture_logs
-from support import Traced
+from support import Recorder, Traced, logs_captured
 
 from runtime.agent import AgentResult, AgentSpec, RunConfig, RunContext, run_agent
 from runtime.cli import main
 from runtime.hub import AgentState, Hub
 from runtime.limits import RunLimits
 from runtime.models import ModelRequest
-from runtime.scripted import Conversation, Reply, ScriptedModel
+from runtime.scripted import Reply, ScriptedModel
 from runtime.subagents import Subagents, sleep_tool
 from telemetry.spans import RunTelemetry
 
 END = Reply(text="done", stop_reason="end_turn")
 NAP = Reply(tool="sleep", tool_input={"seconds": 1})
-
-
-@contextmanager
-def logs_captured() -> Iterator[list[dict[str, Any]]]:
-    """structlog events at every level, whatever level an earlier test configured."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        with capture_logs() as logs:
-            yield logs
-    finally:
-        structlog.configure(**saved)
-
-
-class Recorder:
-    """Plays one script per agent and keeps each agent's last request."""
-
-    def __init__(self, scripts: dict[str, list[Reply]]) -> None:
-        self.scripts = scripts
-        self.last: dict[str, list[dict[str, Any]]] = {}
-
-    def __call__(self, conv: Conversation) -> Reply:
-        self.last[conv.request.agent] = list(conv.request.messages)
-        script = self.scripts.get(conv.request.agent) or self.scripts["*"]
-        return script[min(conv.turn, len(script) - 1)]
-
-    def tool_results(self, agent: str) -> list[dict[str, Any]]:
-        return [
-            block
-            for m in self.last[agent]
-            if m["role"] == "user" and isinstance(m["content"], list)
-            for block in m["content"]
-            if block.get("type") == "tool_result"
-        ]
 
 
 def context(traced: Traced, model: ScriptedModel, limits: RunLimits) -> RunContext:
