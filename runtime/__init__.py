@@ -1,13 +1,54 @@
-"""orchestrace's runtime: the hub, the agent loop, tools, models and the seed's scenarios."""
+"""orchestrace's runtime: the hub, the agent loop, tools, models and the seed's scenarios.
 
-from runtime.agent import AgentResult, AgentSpec, RunConfig, RunContext, run_agent
-from runtime.errors import ConfigurationError, OrchestraceError, ToolError
-from runtime.hub import AgentState, DeliveryOutcome, Envelope, Hub, PostResult, WakeReason
-from runtime.models import AnthropicModel, ModelClient, ModelRequest
-from runtime.scenarios import SCENARIOS, ScenarioResult, run_scenario, run_spawn, run_team
-from runtime.scripted import ScriptedModel
-from runtime.subagents import Subagents, sleep_tool
-from runtime.tools import Tool, ToolCall, ToolOutcome
+Names are imported on first use (PEP 562), so ``import runtime.cli`` for ``orchestrace
+summary`` does not load the anthropic SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.agent import AgentResult, AgentSpec, RunConfig, RunContext, run_agent
+    from runtime.errors import ConfigurationError, OrchestraceError, ToolError
+    from runtime.hub import AgentState, DeliveryOutcome, Envelope, Hub, PostResult, WakeReason
+    from runtime.models import AnthropicModel, ModelClient, ModelRequest
+    from runtime.scenarios import SCENARIOS, ScenarioResult, run_scenario, run_spawn, run_team
+    from runtime.scripted import ScriptedModel
+    from runtime.subagents import Subagents, sleep_tool
+    from runtime.tools import Tool, ToolCall, ToolOutcome
+
+_HOMES: dict[str, str] = {
+    "AgentResult": "runtime.agent",
+    "AgentSpec": "runtime.agent",
+    "RunConfig": "runtime.agent",
+    "RunContext": "runtime.agent",
+    "run_agent": "runtime.agent",
+    "ConfigurationError": "runtime.errors",
+    "OrchestraceError": "runtime.errors",
+    "ToolError": "runtime.errors",
+    "AgentState": "runtime.hub",
+    "DeliveryOutcome": "runtime.hub",
+    "Envelope": "runtime.hub",
+    "Hub": "runtime.hub",
+    "PostResult": "runtime.hub",
+    "WakeReason": "runtime.hub",
+    "AnthropicModel": "runtime.models",
+    "ModelClient": "runtime.models",
+    "ModelRequest": "runtime.models",
+    "SCENARIOS": "runtime.scenarios",
+    "ScenarioResult": "runtime.scenarios",
+    "run_scenario": "runtime.scenarios",
+    "run_spawn": "runtime.scenarios",
+    "run_team": "runtime.scenarios",
+    "ScriptedModel": "runtime.scripted",
+    "Subagents": "runtime.subagents",
+    "sleep_tool": "runtime.subagents",
+    "Tool": "runtime.tools",
+    "ToolCall": "runtime.tools",
+    "ToolOutcome": "runtime.tools",
+}
 
 __all__ = [
     "SCENARIOS",
@@ -39,3 +80,12 @@ __all__ = [
     "run_team",
     "sleep_tool",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

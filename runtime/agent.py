@@ -16,6 +16,7 @@ import structlog
 from anthropic.types import Message
 from opentelemetry.context import Context
 
+from runtime.defaults import default_model
 from runtime.errors import MalformedResponseError, ToolError
 from runtime.hub import (
     SYSTEM_SENDER,
@@ -27,7 +28,7 @@ from runtime.hub import (
     render_messages,
 )
 from runtime.limits import Budget, LimitExceeded, RunLimits
-from runtime.models import ModelClient, ModelRequest, default_model
+from runtime.models import ModelClient, ModelRequest
 from runtime.tools import SEND_MESSAGE, WAIT_FOR_MESSAGE, Tool, ToolCall, ToolOutcome
 from telemetry.spans import AgentSpan, RunTelemetry
 

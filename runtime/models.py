@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -11,16 +10,19 @@ import anthropic
 from anthropic.types import Message, Usage
 from opentelemetry.trace import TracerProvider
 
+from runtime.defaults import DEFAULT_MODEL, MODEL_ENV, default_model
 from runtime.errors import MalformedResponseError
 from telemetry import spans
 
-DEFAULT_MODEL: Final = "claude-opus-4-8"
-MODEL_ENV: Final = "ORCHESTRACE_MODEL"
-
-
-def default_model() -> str:
-    """The model named by ``ORCHESTRACE_MODEL``, else the seed's default."""
-    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODEL_ENV",
+    "AnthropicModel",
+    "ModelClient",
+    "ModelRequest",
+    "checked_message",
+    "default_model",
+]
 
 
 @dataclass(frozen=True, slots=True)

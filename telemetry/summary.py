@@ -10,6 +10,7 @@ summarised in one streaming pass.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,27 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from telemetry import semconv as sc
 from telemetry.records import SpanRecord, from_readable_span
+
+#: The span attributes the summary reads; a fast file reader need decode no others.
+SUMMARY_KEYS: frozenset[str] = frozenset(
+    {
+        sc.GEN_AI_OPERATION_NAME,
+        sc.MESSAGING_OPERATION_TYPE,
+        sc.RUN_SCENARIO,
+        sc.RUN_OUTCOME,
+        sc.GEN_AI_AGENT_NAME,
+        sc.AGENT_ROLE,
+        sc.AGENT_STATE,
+        sc.AGENT_END_REASON,
+        sc.GEN_AI_USAGE_INPUT_TOKENS,
+        sc.GEN_AI_USAGE_OUTPUT_TOKENS,
+        sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+        sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+        sc.GEN_AI_TOOL_NAME,
+        sc.MESSAGE_OUTCOME,
+        sc.MESSAGING_BATCH_MESSAGE_COUNT,
+    }
+)
 
 
 class SummaryError(Exception):
@@ -46,16 +68,49 @@ class AgentStats:
     received: int = 0
     lifetime_ns: int = 0
     waiting_ns: int = 0
+    #: How many ``invoke_agent`` spans were folded (they set role, state, reason, lifetime).
+    agent_spans: int = 0
 
     @property
     def tool_calls(self) -> int:
         """Number of tool dispatches."""
         return sum(count for count, _ in self.tools.values())
 
+    def merge(self, later: AgentStats) -> None:
+        """Fold in the stats of the same agent from spans that came after ours."""
+        if later.agent_spans:
+            self.role, self.state, self.reason = later.role, later.state, later.reason
+            self.lifetime_ns = later.lifetime_ns
+        for name in _SUMS:
+            setattr(self, name, getattr(self, name) + getattr(later, name))
+        for tool, (count, first) in later.tools.items():
+            entry = self.tools.get(tool)
+            if entry is None:
+                self.tools[tool] = [count, first]
+            else:
+                entry[0] += count
+                entry[1] = min(entry[1], first)
+
     def seed_line(self) -> str:
         """``name: 3×wait_for_message, 1×create_subagents`` — the seed's format."""
         ordered = sorted(self.tools.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
         return f"  {self.name}: " + ", ".join(f"{c}×{t}" for t, (c, _) in ordered)
+
+
+_SUMS: tuple[str, ...] = (
+    "model_calls",
+    "turns",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "tool_errors",
+    "sent",
+    "undelivered",
+    "received",
+    "waiting_ns",
+    "agent_spans",
+)
 
 
 @dataclass
@@ -101,6 +156,7 @@ class TraceSummary:
             stats.state = str(attrs.get(sc.AGENT_STATE, "?"))
             stats.reason = str(attrs.get(sc.AGENT_END_REASON, ""))
             stats.lifetime_ns = span.end_ns - span.start_ns
+            stats.agent_spans += 1
         elif op == sc.OP_CHAT:
             stats.model_calls += 1
             if span.status != "ERROR":
@@ -129,6 +185,25 @@ class TraceSummary:
                 stats.undelivered += 1
         elif op == sc.OP_RECEIVE:
             stats.received += _int(attrs.get(sc.MESSAGING_BATCH_MESSAGE_COUNT))
+
+    def merge(self, later: TraceSummary) -> None:
+        """Fold in the aggregate of the same trace from spans that came after ours."""
+        self.spans += later.spans
+        if later.start_ns is not None:
+            self.start_ns = (
+                later.start_ns if self.start_ns is None else min(self.start_ns, later.start_ns)
+            )
+        if later.end_ns is not None:
+            self.end_ns = later.end_ns if self.end_ns is None else max(self.end_ns, later.end_ns)
+        if later.root_start_ns is not None:
+            self.scenario, self.outcome = later.scenario, later.outcome
+            self.root_start_ns = later.root_start_ns
+        for name, stats in later.agents.items():
+            mine = self.agents.get(name)
+            if mine is None:
+                self.agents[name] = stats
+            else:
+                mine.merge(stats)
 
     def render(self) -> str:
         """The summary text: a header, the seed's tool-call lines, and the agent table."""
@@ -230,6 +305,16 @@ class SummaryBuilder:
             self.add(span)
         return self
 
+    def merge(self, later: SummaryBuilder) -> SummaryBuilder:
+        """Fold in a builder fed the spans that came after ours; returns self."""
+        for trace_id, trace in later.traces.items():
+            mine = self.traces.get(trace_id)
+            if mine is None:
+                self.traces[trace_id] = trace
+            else:
+                mine.merge(trace)
+        return self
+
     def summary(self, trace_id: str | None = None) -> TraceSummary:
         """The trace ``trace_id``, or else the run whose root span started last."""
         if trace_id is not None:
@@ -249,6 +334,53 @@ class SummaryBuilder:
 def summarize(spans: Iterable[SpanRecord], trace_id: str | None = None) -> str:
     """The rendered summary of one trace among ``spans``."""
     return SummaryBuilder().add_all(spans).summary(trace_id).render()
+
+
+#: Files at least this big are read by several processes at once (one per CPU, at most 4).
+PARALLEL_BYTES: int = 32 * 1024 * 1024
+
+
+def _scan_part(path: str, start: int, end: int) -> SummaryBuilder:
+    from telemetry.scan import scan_spans_file
+
+    return SummaryBuilder().add_all(scan_spans_file(path, SUMMARY_KEYS, start=start, end=end))
+
+
+def summarize_file(
+    path: str | os.PathLike[str], trace_id: str | None = None, *, workers: int | None = None
+) -> str:
+    """The rendered summary of one trace of an OTLP/JSON-lines spans file.
+
+    One streaming pass that decodes only the attributes the summary reads. A file of
+    :data:`PARALLEL_BYTES` or more is split at line boundaries and its parts are read by
+    ``workers`` processes (default: one per available CPU, at most 4); their aggregates
+    are merged in file order, so the result is the same as one pass.
+    """
+    from telemetry.scan import scan_spans_file, split_lines
+
+    name = os.fspath(path)
+    if workers is None:
+        big = os.path.getsize(name) >= PARALLEL_BYTES
+        workers = min(4, len(os.sched_getaffinity(0))) if big else 1
+    parts = split_lines(name, workers) if workers > 1 else []
+    if len(parts) < 2:
+        return summarize(scan_spans_file(name, SUMMARY_KEYS), trace_id)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # "spawn": safe whatever threads the caller runs; the children import little.
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(len(parts), mp_context=context) as pool:
+            starts, ends = [a for a, _ in parts], [b for _, b in parts]
+            builders = list(pool.map(_scan_part, [name] * len(parts), starts, ends))
+    except ValueError:
+        # A malformed line: read again in one pass, whose error names the line number.
+        return summarize(scan_spans_file(name, SUMMARY_KEYS), trace_id)
+    merged = builders[0]
+    for later in builders[1:]:
+        merged.merge(later)
+    return merged.summary(trace_id).render()
 
 
 class SummaryProcessor(SpanProcessor):

@@ -119,3 +119,10 @@ async def test_no_chat_content_without_capture(traced: Traced) -> None:
     for span in traced.named("chat "):
         assert "gen_ai.input.messages" not in (span.attributes or {})
         assert "gen_ai.output.messages" not in (span.attributes or {})
+
+
+async def test_the_command_line_offers_exactly_the_scenarios_that_exist() -> None:
+    from runtime.defaults import SCENARIO_NAMES
+    from runtime.scenarios import SCENARIOS
+
+    assert tuple(sorted(SCENARIOS)) == SCENARIO_NAMES

@@ -1,0 +1,222 @@
+"""Fast, streaming reads of OTLP/JSON spans files for the summary.
+
+:func:`telemetry.records.iter_spans_file` turns every span into a full
+:class:`~telemetry.records.SpanRecord` (links, events, every attribute, the resource): right
+for tests and tools, but a million-span file then costs a million dicts of dicts. The
+summary needs a dozen attributes and the times of each span, so :func:`scan_spans_file`
+decodes each line with `msgspec <https://jcristharif.com/msgspec/>`_ into typed structs that
+declare only those fields (the decoder skips everything else without building it) and
+keeps only the attributes asked for.
+
+The result is the same as :func:`~telemetry.records.iter_spans_file` restricted to
+``keys``: the same OTLP/JSON variations are accepted (enum names, numbers or strings for
+64-bit integers, base64 ids, Jaeger's ``{"result": ...}`` wrapper, lines of other signals,
+the pre-1.0 ``instrumentationLibrarySpans`` key), and a line the typed decoder does not
+accept is read again by the general parser. (Only for malformed values, such as an
+``AnyValue`` with two kinds set, can the two readers differ.)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Final
+
+import msgspec
+
+from telemetry.records import (
+    _EMPTY,
+    _STATUS,
+    _STATUS_OF,
+    AttrValue,
+    SpanRecord,
+    _document_resource_spans,
+    _enum,
+    _otlp_id,
+    _otlp_value,
+    iter_otlp_json,
+)
+
+_ABSENT: Final = msgspec.Raw()
+
+
+class _AnyValue(msgspec.Struct, frozen=True):
+    stringValue: str | None = None
+    intValue: int | str | None = None
+    boolValue: bool | None = None
+    doubleValue: float | str | None = None
+    arrayValue: msgspec.Raw = _ABSENT
+    kvlistValue: msgspec.Raw = _ABSENT
+    bytesValue: str | None = None
+
+
+class _KeyValue(msgspec.Struct, frozen=True):
+    key: str
+    value: _AnyValue | None = None
+
+
+class _Status(msgspec.Struct, frozen=True):
+    code: int | str | None = None
+
+
+class _Span(msgspec.Struct, frozen=True):
+    traceId: str | None = None
+    startTimeUnixNano: int | str | None = None
+    endTimeUnixNano: int | str | None = None
+    status: _Status | None = None
+    attributes: list[_KeyValue] | None = None
+
+
+class _ScopeSpans(msgspec.Struct, frozen=True):
+    spans: list[_Span] | None = None
+
+
+class _ResourceSpans(msgspec.Struct, frozen=True):
+    scopeSpans: list[_ScopeSpans] | None = None
+    instrumentationLibrarySpans: list[_ScopeSpans] | None = None
+
+
+class _Traces(msgspec.Struct, frozen=True):
+    resourceSpans: list[_ResourceSpans] | None = None
+
+
+class _Document(msgspec.Struct, frozen=True):
+    resourceSpans: list[_ResourceSpans] | None = None
+    result: _Traces | None = None
+
+
+_DECODER: Final = msgspec.json.Decoder(_Document)
+
+
+def _value(value: _AnyValue) -> AttrValue | None:
+    """The same conversion as :func:`telemetry.records._otlp_value`."""
+    if value.stringValue is not None:
+        return value.stringValue
+    if value.intValue is not None:
+        return int(value.intValue)
+    if value.boolValue is not None:
+        return value.boolValue
+    if value.doubleValue is not None:
+        return float(value.doubleValue)
+    if value.arrayValue:
+        return _otlp_value({"arrayValue": msgspec.json.decode(value.arrayValue)})
+    if value.kvlistValue:
+        return _otlp_value({"kvlistValue": msgspec.json.decode(value.kvlistValue)})
+    if value.bytesValue is not None:
+        return value.bytesValue
+    return None
+
+
+class _Reader:
+    """Turns decoded structs into lean span records; caches the normalized trace ids."""
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        self.keys = keys
+        self.trace_ids: dict[str | None, str] = {}
+
+    def trace_id(self, raw: str | None) -> str:
+        found = self.trace_ids.get(raw)
+        if found is None:
+            found = self.trace_ids[raw] = _otlp_id(raw, 32)
+        return found
+
+    def spans(self, document: _Document) -> Iterator[SpanRecord]:
+        resource_spans = document.resourceSpans
+        if resource_spans is None and document.result is not None:
+            resource_spans = document.result.resourceSpans
+        keys = self.keys
+        for rs in resource_spans or ():
+            scopes = rs.scopeSpans
+            if scopes is None:
+                scopes = rs.instrumentationLibrarySpans
+            for ss in scopes or ():
+                for s in ss.spans or ():
+                    attributes: dict[str, AttrValue] = {}
+                    for kv in s.attributes or ():
+                        if kv.key in keys and kv.value is not None:
+                            converted = _value(kv.value)
+                            if converted is not None:
+                                attributes[kv.key] = converted
+                    code = s.status.code if s.status is not None else None
+                    yield SpanRecord(
+                        trace_id=self.trace_id(s.traceId),
+                        span_id="",
+                        parent_span_id=None,
+                        name="",
+                        kind="INTERNAL",
+                        start_ns=int(s.startTimeUnixNano or 0),
+                        end_ns=int(s.endTimeUnixNano or 0),
+                        status=_STATUS_OF.get(code or 0) or _enum(code, _STATUS, "STATUS_CODE_"),
+                        status_message="",
+                        attributes=attributes,
+                        links=(),
+                        events=(),
+                        resource=_EMPTY,
+                    )
+
+
+def _general(line: bytes, keys: frozenset[str]) -> list[SpanRecord]:
+    """A line the typed decoder refused, read by the general parser (same result)."""
+    records = []
+    for r in iter_otlp_json(_document_resource_spans(msgspec.json.decode(line))):
+        attributes = {k: v for k, v in r.attributes.items() if k in keys}
+        records.append(
+            SpanRecord(
+                r.trace_id, "", None, "", "INTERNAL", r.start_ns, r.end_ns, r.status, "",
+                attributes, (), (), _EMPTY,
+            )
+        )  # fmt: skip
+    return records
+
+
+def scan_spans_file(
+    path: str | os.PathLike[str],
+    keys: frozenset[str],
+    *,
+    start: int = 0,
+    end: int | None = None,
+) -> Iterator[SpanRecord]:
+    """Stream the spans of an OTLP/JSON-lines file with only the attributes in ``keys``.
+
+    Records carry trace id, start and end time, status and those attributes; span ids,
+    names, links, events and the resource are left empty. Memory is bounded by the
+    longest line. ``start`` and ``end`` restrict the scan to the lines that begin in that
+    byte range (``start`` must be the beginning of a line; see :func:`split_lines`). A
+    malformed line raises :class:`ValueError` naming the file and the line (counted from
+    ``start``).
+    """
+    name = os.fspath(path)
+    reader = _Reader(keys)
+    position = start
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        for number, line in enumerate(handle, 1):
+            if end is not None and position >= end:
+                break
+            position += len(line)
+            if not line.strip():
+                continue
+            try:
+                try:
+                    records = list(reader.spans(_DECODER.decode(line)))
+                except (msgspec.ValidationError, ValueError, TypeError):
+                    records = _general(line, keys)
+            except (msgspec.DecodeError, ValueError, AttributeError, KeyError, TypeError) as exc:
+                raise ValueError(
+                    f"{name!s}: line {number}: malformed OTLP/JSON line: {exc}"
+                ) from exc
+            yield from records
+
+
+def split_lines(path: str | os.PathLike[str], parts: int) -> list[tuple[int, int]]:
+    """Up to ``parts`` byte ranges that cover the file, each starting at a line's start."""
+    size = os.path.getsize(path)
+    cuts = [0]
+    with open(path, "rb") as handle:
+        for i in range(1, parts):
+            handle.seek(max(cuts[-1], size * i // parts))
+            handle.readline()  # to the start of the next line
+            cuts.append(min(handle.tell(), size))
+    cuts.append(size)
+    return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
