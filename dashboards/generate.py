@@ -35,7 +35,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.text import TextMode
-from opentelemetry.metrics import Counter, Histogram, UpDownCounter
+from opentelemetry.metrics import Counter, Histogram, ObservableUpDownCounter, UpDownCounter
 from opentelemetry.sdk.metrics import MeterProvider
 
 from telemetry import semconv as sc
@@ -134,7 +134,7 @@ def catalog() -> dict[str, PromMetric]:
         for instrument in vars(Instruments(provider)).values():
             if isinstance(instrument, Counter):
                 kind = Kind.COUNTER
-            elif isinstance(instrument, UpDownCounter):
+            elif isinstance(instrument, UpDownCounter | ObservableUpDownCounter):
                 kind = Kind.GAUGE
             elif isinstance(instrument, Histogram):
                 kind = Kind.HISTOGRAM

@@ -7,8 +7,12 @@ message id. Per-agent detail lives in spans, and exemplars link a metric point t
 
 from __future__ import annotations
 
+import weakref
+from collections import Counter
+from collections.abc import Iterable
+
 from opentelemetry import metrics
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 from telemetry import semconv as sc
 from telemetry.version import __version__
@@ -59,11 +63,10 @@ class Instruments:
             description="Time from send to the recipient receiving the message.",
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
-        self.agents = meter.create_up_down_counter(
-            sc.METRIC_AGENTS,
-            unit="{agent}",
-            description="Agents currently in each state.",
-        )
+        #: Agents by (role, state): plain counts updated on every state change, observed
+        #: when the metrics are collected (no SDK measurement on the agent's path).
+        self.agent_states = _agent_states(provider, meter)
+        self.agents = self.agent_states.instrument
         self.agent_turns = meter.create_counter(
             sc.METRIC_AGENT_TURNS,
             unit="{turn}",
@@ -80,3 +83,46 @@ class Instruments:
             unit="{run}",
             description="Completed runs, by scenario and outcome.",
         )
+
+
+class AgentStates:
+    """How many agents are in each (role, state): the ``orchestrace.agents`` gauge.
+
+    A state change is two integer updates; the observable up-down counter reads the counts
+    when a reader collects. Buckets that drop to zero keep reporting 0, so a dashboard sees
+    agents leave a state rather than a series vanish.
+    """
+
+    def __init__(self, meter: Meter) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.instrument = meter.create_observable_up_down_counter(
+            sc.METRIC_AGENTS,
+            callbacks=[self.observe],
+            unit="{agent}",
+            description="Agents currently in each state.",
+        )
+
+    def move(self, role: str, old: str | None, new: str | None) -> None:
+        """One agent of ``role`` leaves ``old`` (None: it is new) for ``new`` (None: gone)."""
+        if old is not None:
+            self.counts[(role, old)] -= 1
+        if new is not None:
+            self.counts[(role, new)] += 1
+
+    def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        """The observable's callback: one point per (role, state) seen so far."""
+        return [
+            Observation(count, {sc.AGENT_ROLE: role, sc.AGENT_STATE: state})
+            for (role, state), count in list(self.counts.items())
+        ]
+
+
+#: One gauge per meter provider, shared by every run that records to it.
+_STATES: weakref.WeakKeyDictionary[MeterProvider, AgentStates] = weakref.WeakKeyDictionary()
+
+
+def _agent_states(provider: MeterProvider, meter: Meter) -> AgentStates:
+    states = _STATES.get(provider)
+    if states is None:
+        states = _STATES[provider] = AgentStates(meter)
+    return states

@@ -376,10 +376,9 @@ class RunTelemetry:
 
         ``old`` is None for a new agent, ``new`` None for one retired at the end of a run.
         """
-        if old is not None:
-            self.instruments.agents.add(-1, {sc.AGENT_ROLE: role, sc.AGENT_STATE: str(old)})
-        if new is not None:
-            self.instruments.agents.add(1, {sc.AGENT_ROLE: role, sc.AGENT_STATE: str(new)})
+        self.instruments.agent_states.move(
+            role, None if old is None else str(old), None if new is None else str(new)
+        )
 
     # --- model calls -------------------------------------------------------------------------
     @contextmanager
