@@ -1,0 +1,152 @@
+"""``python -m bench [--size tiny|small|full] [--out FILE]``: run every benchmark, print the
+table, write the JSON. Exit status 1 when a correctness check failed (counts that do not
+match, dropped spans), whatever the timings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from bench.costs import sdk_floor, step_costs
+from bench.pipeline import CONFIGS
+from bench.receiver import ReceiverProcess
+from bench.report import Report, config_figures, render
+from bench.scale import run_scale
+from bench.sizes import SIZES, Size
+from bench.summary_file import generate_spans_file, time_summary
+from bench.throughput import export_throughput
+from bench.workloads import Exchange, RunResult, measure
+from telemetry.logs import configure_logging
+
+SECTIONS: Final = ("overhead", "scale", "throughput", "summary")
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+def _describe_exchange(w: Exchange) -> str:
+    latency = f"{w.latency * 1000:g} ms" if w.latency else "0 ms"
+    return (
+        f"a lead and {w.helpers} helpers, {w.rounds} report(s) each (lookup → send → wait; "
+        f"the lead answers every report), scripted latency {latency}"
+    )
+
+
+def run_overhead(size: Size, receiver: ReceiverProcess, workdir: Path, report: Report) -> None:
+    """Section 1: both workloads under every configuration, repetitions interleaved."""
+    workloads = (size.latency_bound, size.cpu_bound)
+    for w in workloads:
+        report.workloads[w.name] = {
+            "description": _describe_exchange(w),
+            "helpers": w.helpers,
+            "rounds": w.rounds,
+            "latency_s": w.latency,
+            "messages": w.expected_messages,
+        }
+    runs: dict[str, dict[str, list[RunResult]]] = {
+        w.name: {c: [] for c in CONFIGS} for w in workloads
+    }
+    if size.warmup:
+        _progress("overhead: warm-up run of each configuration")
+        for w in workloads:
+            for config in CONFIGS:
+                measure(w, config, receiver, workdir)
+    for rep in range(size.repetitions):
+        # Rotate the order each repetition so no configuration always runs first.
+        order = CONFIGS[rep % len(CONFIGS) :] + CONFIGS[: rep % len(CONFIGS)]
+        for w in workloads:
+            for config in order:
+                _progress(
+                    f"overhead: {w.name} · {config} · repetition {rep + 1}/{size.repetitions}"
+                )
+                result, _ = measure(w, config, receiver, workdir)
+                runs[w.name][config].append(result)
+        report.sdk_floor.append(sdk_floor(size.floor_spans))
+        report.step_costs += step_costs(size.step_costs)
+    for w in workloads:
+        report.overhead[w.name] = config_figures(runs[w.name], w.expected_messages)
+        report.runs[w.name] = [r for config in CONFIGS for r in runs[w.name][config]]
+
+
+def run_scale_section(size: Size, receiver: ReceiverProcess, report: Report) -> None:
+    """Section 2: the ring of agents, one child process per configuration."""
+    w = size.scale
+    report.workloads["scale"] = {
+        "description": (
+            f"{w.agents:,} concurrent agents in a ring, {w.messages} messages sent by each "
+            f"(one per turn) and as many read; scripted latency {w.latency * 1000:g} ms"
+        ),
+        "agents": w.agents,
+        "messages_per_agent": w.messages,
+        "latency_s": w.latency,
+    }
+    for config in size.scale_configs:
+        _progress(f"scale: {w.agents} agents × {w.messages} messages · {config}")
+        report.scale.append(run_scale(w, config, receiver))
+
+
+def run_summary_section(size: Size, workdir: Path, report: Report) -> None:
+    """Section 4: generate the spans file, time ``orchestrace summary`` over it."""
+    path = workdir / "summary-spans.jsonl"
+    _progress(f"summary: generating a {size.summary_spans:,}-span file")
+    started = time.perf_counter()
+    spans = generate_spans_file(path, size.summary_spans, *size.summary_template)
+    generated = time.perf_counter() - started
+    _progress(f"summary: orchestrace summary over {spans:,} spans")
+    report.summary = time_summary(path, spans, generated)
+    path.unlink()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure what tracing costs and how far orchestrace scales, on this machine.",
+    )
+    parser.add_argument("--size", choices=sorted(SIZES), default="small", help="default: small")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON results file (default: bench-SIZE.json)"
+    )
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    size = SIZES[args.size]
+    sections = args.only or list(SECTIONS)
+    out: Path = args.out if args.out is not None else Path(f"bench-{size.name}.json")
+    configure_logging("ERROR")
+    command = "python -m bench " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
+    report = Report(size=size.name, command=command.strip())
+    started = time.perf_counter()
+    with (
+        ReceiverProcess() as receiver,
+        tempfile.TemporaryDirectory(prefix="orchestrace-bench-") as tmp,
+    ):
+        workdir = Path(tmp)
+        if "overhead" in sections:
+            run_overhead(size, receiver, workdir, report)
+        if "scale" in sections:
+            run_scale_section(size, receiver, report)
+        if "throughput" in sections:
+            _progress(f"throughput: {size.throughput_spans:,} spans per exporter")
+            report.throughput = export_throughput(size.throughput_spans, receiver, workdir)
+        if "summary" in sections:
+            run_summary_section(size, workdir, report)
+    report.seconds = time.perf_counter() - started
+    sys.stdout.write(render(report))
+    out.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
+    sys.stdout.write(f"results: {out}\n")
+    return 1 if report.problems() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
