@@ -35,11 +35,17 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.text import TextMode
-from opentelemetry.metrics import Counter, Histogram, ObservableUpDownCounter, UpDownCounter
+from opentelemetry.metrics import (
+    Counter,
+    Histogram,
+    ObservableCounter,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 
 from telemetry import semconv as sc
-from telemetry.metrics import Instruments
+from telemetry.metrics import Instruments, Tally
 
 OUTPUT_DIR: Final = Path(__file__).resolve().parent / "json"
 
@@ -131,8 +137,9 @@ def catalog() -> dict[str, PromMetric]:
     found: dict[str, PromMetric] = {}
     provider = MeterProvider()
     try:
-        for instrument in vars(Instruments(provider)).values():
-            if isinstance(instrument, Counter):
+        for member in vars(Instruments(provider)).values():
+            instrument = member.instrument if isinstance(member, Tally) else member
+            if isinstance(instrument, Counter | ObservableCounter):
                 kind = Kind.COUNTER
             elif isinstance(instrument, UpDownCounter | ObservableUpDownCounter):
                 kind = Kind.GAUGE

@@ -7,6 +7,8 @@ before the handler runs; a violation becomes an ``is_error`` tool result the mod
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -127,8 +129,8 @@ class Tool:
     _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        Draft202012Validator.check_schema(self.schema["input_schema"])
-        object.__setattr__(self, "_validator", Draft202012Validator(self.schema["input_schema"]))
+        text = json.dumps(self.schema["input_schema"], sort_keys=True)
+        object.__setattr__(self, "_validator", _validator(text))
 
     @property
     def name(self) -> str:
@@ -141,6 +143,19 @@ class Tool:
         if errors:
             problems = "; ".join(_describe(e.path, e.message) for e in errors)
             raise ToolError(f"invalid input for {self.name}: {problems}", kind="invalid_input")
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    """A checked validator per distinct input schema.
+
+    Every agent gets its own messaging tools, so the same few schemas are wrapped again and
+    again; checking a schema against the 2020-12 meta-schema costs far more than validating
+    an input, so it is done once per schema (``schema_json`` is its canonical JSON).
+    """
+    schema = json.loads(schema_json)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
 
 
 def _describe(path: Sequence[object], message: str) -> str:

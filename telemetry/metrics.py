@@ -10,6 +10,7 @@ from __future__ import annotations
 import weakref
 from collections import Counter
 from collections.abc import Iterable
+from typing import Final
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
@@ -18,11 +19,47 @@ from telemetry import semconv as sc
 from telemetry.version import __version__
 
 
-class Instruments:
-    """Every instrument orchestrace records, created once per meter provider."""
+class Tally:
+    """A monotonic counter kept as plain integers and reported by an observable counter.
 
-    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
-        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    ``add`` is one dictionary update on the agent's path; the SDK sees the totals only when
+    a reader collects (every export interval, or a Prometheus scrape). Exported exactly like
+    a synchronous counter (a cumulative monotonic sum, ``_total`` in Prometheus) but without
+    an SDK measurement — attribute hashing, aggregation lookup, exemplar sampling — per
+    event. Counts carry no exemplars; the histograms, which do, are where a spike is chased
+    to its trace.
+    """
+
+    def __init__(
+        self, meter: Meter, name: str, *, unit: str, description: str, keys: tuple[str, ...]
+    ) -> None:
+        self.keys = keys
+        self.counts: dict[tuple[str, ...], int] = {}
+        self.instrument = meter.create_observable_counter(
+            name, callbacks=[self.observe], unit=unit, description=description
+        )
+
+    def add(self, amount: int, *values: str) -> None:
+        """Count ``amount`` more for the attribute values ``values`` (in ``keys`` order)."""
+        counts = self.counts
+        counts[values] = counts.get(values, 0) + amount
+
+    def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
+        """The observable's callback: the running total of every attribute set seen."""
+        return [
+            Observation(total, dict(zip(self.keys, values, strict=True)))
+            for values, total in self.counts.copy().items()
+        ]
+
+
+class Instruments:
+    """Every instrument orchestrace records, created once per meter provider.
+
+    Use :meth:`for_provider`: every run recording to a provider shares one set, so the
+    observable counters report process-wide totals and no instrument is registered twice.
+    """
+
+    def __init__(self, provider: MeterProvider) -> None:
         meter = provider.get_meter("orchestrace", __version__)
         self.operation_duration = meter.create_histogram(
             sc.METRIC_OPERATION_DURATION,
@@ -36,10 +73,12 @@ class Instruments:
             description="Number of input and output tokens used per model call.",
             explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
         )
-        self.cache_tokens = meter.create_counter(
+        self.cache_tokens = Tally(
+            meter,
             sc.METRIC_CACHE_TOKENS,
             unit="{token}",
             description="Prompt-cache input tokens, by kind (read or creation).",
+            keys=(*CHAT_KEYS, sc.CACHE_KIND),
         )
         self.tool_duration = meter.create_histogram(
             sc.METRIC_TOOL_DURATION,
@@ -47,15 +86,19 @@ class Instruments:
             description="Tool execution duration; error.type is set on failures.",
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
-        self.messages_sent = meter.create_counter(
+        self.messages_sent = Tally(
+            meter,
             sc.METRIC_MESSAGES_SENT,
             unit="{message}",
             description="Messages posted to one recipient, by delivery outcome.",
+            keys=(sc.AGENT_ROLE, sc.MESSAGE_OUTCOME),
         )
-        self.messages_received = meter.create_counter(
+        self.messages_received = Tally(
+            meter,
             sc.METRIC_MESSAGES_RECEIVED,
             unit="{message}",
             description="Messages handed to a recipient's model context.",
+            keys=(sc.AGENT_ROLE,),
         )
         self.delivery_latency = meter.create_histogram(
             sc.METRIC_DELIVERY_LATENCY,
@@ -65,12 +108,14 @@ class Instruments:
         )
         #: Agents by (role, state): plain counts updated on every state change, observed
         #: when the metrics are collected (no SDK measurement on the agent's path).
-        self.agent_states = _agent_states(provider, meter)
+        self.agent_states = AgentStates(meter)
         self.agents = self.agent_states.instrument
-        self.agent_turns = meter.create_counter(
+        self.agent_turns = Tally(
+            meter,
             sc.METRIC_AGENT_TURNS,
             unit="{turn}",
             description="Model turns taken by agents.",
+            keys=(sc.AGENT_ROLE,),
         )
         self.agent_wait = meter.create_histogram(
             sc.METRIC_AGENT_WAIT,
@@ -78,11 +123,32 @@ class Instruments:
             description="Time agents spent blocked in wait_for_message.",
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
-        self.runs = meter.create_counter(
+        self.runs = Tally(
+            meter,
             sc.METRIC_RUNS,
             unit="{run}",
             description="Completed runs, by scenario and outcome.",
+            keys=(sc.RUN_SCENARIO, sc.RUN_OUTCOME),
         )
+
+    @classmethod
+    def for_provider(cls, meter_provider: MeterProvider | None = None) -> Instruments:
+        """The instruments of ``meter_provider`` (default: the global one)."""
+        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        instruments = _INSTRUMENTS.get(provider)
+        if instruments is None:
+            instruments = _INSTRUMENTS[provider] = cls(provider)
+        return instruments
+
+
+#: The attributes of the model-call counters, in order: operation, provider, request model
+#: and response model (counted only for answered calls, so the response model is known).
+CHAT_KEYS: Final = (
+    sc.GEN_AI_OPERATION_NAME,
+    sc.GEN_AI_PROVIDER_NAME,
+    sc.GEN_AI_REQUEST_MODEL,
+    sc.GEN_AI_RESPONSE_MODEL,
+)
 
 
 class AgentStates:
@@ -113,16 +179,9 @@ class AgentStates:
         """The observable's callback: one point per (role, state) seen so far."""
         return [
             Observation(count, {sc.AGENT_ROLE: role, sc.AGENT_STATE: state})
-            for (role, state), count in list(self.counts.items())
+            for (role, state), count in self.counts.copy().items()
         ]
 
 
-#: One gauge per meter provider, shared by every run that records to it.
-_STATES: weakref.WeakKeyDictionary[MeterProvider, AgentStates] = weakref.WeakKeyDictionary()
-
-
-def _agent_states(provider: MeterProvider, meter: Meter) -> AgentStates:
-    states = _STATES.get(provider)
-    if states is None:
-        states = _STATES[provider] = AgentStates(meter)
-    return states
+#: One set of instruments per meter provider, shared by every run that records to it.
+_INSTRUMENTS: weakref.WeakKeyDictionary[MeterProvider, Instruments] = weakref.WeakKeyDictionary()

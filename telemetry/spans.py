@@ -315,7 +315,7 @@ class RunTelemetry:
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.run_id = run_id
         self.tracer = provider.get_tracer("orchestrace", __version__)
-        self.instruments = Instruments(meter_provider)
+        self.instruments = Instruments.for_provider(meter_provider)
         self.content = content if content is not None else ContentPolicy()
 
     # --- workflow and agents ---------------------------------------------------------------
@@ -344,8 +344,7 @@ class RunTelemetry:
             raise
         finally:
             span.set_attribute(sc.RUN_OUTCOME, outcome)
-            with _active(span):
-                self.instruments.runs.add(1, {sc.RUN_SCENARIO: scenario, sc.RUN_OUTCOME: outcome})
+            self.instruments.runs.add(1, scenario, outcome)
             span.end()
 
     @contextmanager
@@ -436,20 +435,29 @@ class RunTelemetry:
         if call.response_model is not None:
             attrs[sc.GEN_AI_RESPONSE_MODEL] = call.response_model
         ins = self.instruments
-        with _active(span):
-            ins.operation_duration.record(
-                seconds, attrs if error_type is None else {**attrs, sc.ERROR_TYPE: error_type}
+        ctx = _exemplar_context(span)
+        ins.operation_duration.record(
+            seconds,
+            attrs if error_type is None else {**attrs, sc.ERROR_TYPE: error_type},
+            context=ctx,
+        )
+        if not call.usage or call.response_model is None:
+            return
+        for token_type in (sc.TOKEN_TYPE_INPUT, sc.TOKEN_TYPE_OUTPUT):
+            ins.token_usage.record(
+                call.usage[token_type], {**attrs, sc.GEN_AI_TOKEN_TYPE: token_type}, context=ctx
             )
-            if not call.usage:
-                return
-            for token_type in (sc.TOKEN_TYPE_INPUT, sc.TOKEN_TYPE_OUTPUT):
-                ins.token_usage.record(
-                    call.usage[token_type], {**attrs, sc.GEN_AI_TOKEN_TYPE: token_type}
+        for kind in ("cache_read", "cache_creation"):
+            if call.usage[kind]:
+                ins.cache_tokens.add(
+                    call.usage[kind],
+                    sc.OP_CHAT,
+                    sc.PROVIDER_ANTHROPIC,
+                    model,
+                    call.response_model,
+                    kind,
                 )
-            for kind in ("cache_read", "cache_creation"):
-                if call.usage[kind]:
-                    ins.cache_tokens.add(call.usage[kind], {**attrs, sc.CACHE_KIND: kind})
-            ins.agent_turns.add(1, {sc.AGENT_ROLE: role})
+        ins.agent_turns.add(1, role)
 
     # --- tools -------------------------------------------------------------------------------
     @contextmanager
@@ -489,8 +497,9 @@ class RunTelemetry:
             attrs = {sc.GEN_AI_TOOL_NAME: name, sc.AGENT_ROLE: role}
             if handle.error_type is not None:
                 attrs[sc.ERROR_TYPE] = handle.error_type
-            with _active(span):
-                self.instruments.tool_duration.record(time.perf_counter() - started, attrs)
+            self.instruments.tool_duration.record(
+                time.perf_counter() - started, attrs, context=_exemplar_context(span)
+            )
             span.end()
 
     def record_wait(self, role: str, seconds: float) -> None:
@@ -521,9 +530,7 @@ class RunTelemetry:
         try:
             with _active(span):
                 yield handle
-                self.instruments.messages_sent.add(
-                    1, {sc.AGENT_ROLE: role, sc.MESSAGE_OUTCOME: handle.outcome or "unknown"}
-                )
+            self.instruments.messages_sent.add(1, role, handle.outcome or "unknown")
         finally:
             span.end()
 
@@ -563,11 +570,24 @@ class RunTelemetry:
                 sc.DELIVERY_VIA: via,
             },
         )
+        self.instruments.messages_received.add(len(messages), role)
         attrs_metric = {sc.AGENT_ROLE: role}
-        with _active(span, end=True):
-            self.instruments.messages_received.add(len(messages), attrs_metric)
-            for wait in waits:
-                self.instruments.delivery_latency.record(wait, attrs_metric)
+        exemplar = _exemplar_context(span)
+        for wait in waits:
+            self.instruments.delivery_latency.record(wait, attrs_metric, context=exemplar)
+        span.end()
+
+
+def _exemplar_context(span: Span) -> Context:
+    """A context holding ``span``: measurements recorded with it carry its trace as exemplar.
+
+    Handed to ``record(..., context=)`` rather than attaching the span around the call,
+    which would cost a context attach and detach per measurement.
+    """
+    return trace.set_span_in_context(span, _EMPTY_CONTEXT)
+
+
+_EMPTY_CONTEXT: Final = Context()
 
 
 def current_context() -> Context:

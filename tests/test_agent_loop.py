@@ -222,3 +222,19 @@ async def test_a_crashing_model_crashes_only_that_agent(traced: Traced) -> None:
     ]
     assert chat.status.status_code.name == "ERROR"
     assert (chat.attributes or {})["error.type"] == "ConnectionError"
+
+
+async def test_scripted_token_estimate_of_a_growing_history_matches_encoding_it_whole() -> None:
+    """The scripted model remembers each message's size; the estimate must not change."""
+    from runtime.scripted import _HistoryTokens, _tokens
+
+    history = _HistoryTokens()
+    messages: list[dict[str, Any]] = []
+    assert history.count(messages) == _tokens(messages)
+    for i in range(30):
+        content: Any = f"turn {i} ü \"quoted\"" if i % 3 else [{"type": "text", "text": "x" * i}]
+        messages.append({"role": "user" if i % 2 else "assistant", "content": content})
+        assert history.count(messages) == _tokens(list(messages))
+    # A different list holding new message objects is counted afresh, not from memory.
+    other = [{"role": "user", "content": "y" * 400}]
+    assert history.count(other) == _tokens(other)

@@ -261,3 +261,22 @@ async def test_oversized_content_is_refused_and_the_error_names_the_limit(
     (span,) = traced.named("execute_tool send_message")
     assert (span.attributes or {})["error.type"] == "too_large"
     assert traced.named("send ") == []
+
+
+async def test_a_tool_with_an_invalid_schema_is_refused_every_time() -> None:
+    """Schemas are checked once and then shared, but a bad one is never remembered as good."""
+    from jsonschema.exceptions import SchemaError
+
+    from runtime.tools import Tool
+
+    async def handler(_call: object) -> str:
+        return "ok"
+
+    bad = {"name": "bad", "description": "x", "input_schema": {"type": 5}}
+    for _ in range(2):
+        with pytest.raises(SchemaError):
+            Tool(bad, handler)
+    good = Tool({**bad, "input_schema": {"type": "object"}}, handler)
+    good.validate({})
+    with pytest.raises(Exception, match="invalid input for bad"):
+        good.validate([])
