@@ -2,6 +2,10 @@
 
 * **SDK floor** — a bare span (``tracer.start_span(name).end()``, no attributes) through a
   ``BatchSpanProcessor`` with a null exporter: the least any traced step can cost.
+* **the same spans, straight through the SDK** — the spans of one orchestrace step (below),
+  recorded once and replayed with ``start_span``/``end``: same names, kinds, parents,
+  attributes and link, none of orchestrace's code. What the SDK charges for spans that
+  carry semantic-convention attributes; the difference to the floor is not ours to cut.
 * **orchestrace step, null exporter** — one agent step's spans made by the real span helpers
   (``chat`` with its response, ``execute_tool send_message``, ``send``, ``receive`` with one
   link) through the same processor, with metrics off and on: what the helpers themselves
@@ -21,11 +25,18 @@ from functools import partial
 from typing import Final
 
 from anthropic.types import Message, TextBlock, ToolUseBlock, Usage
+from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.trace import Link, Tracer
 
 from runtime.hub import Envelope
 from telemetry.spans import ContentPolicy, RunTelemetry
@@ -163,9 +174,83 @@ def orchestrace_step(tel: RunTelemetry) -> Callable[[], None]:
     return step
 
 
+class _Recorder(SpanExporter):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans += spans
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+
+def _recorded_step() -> list[ReadableSpan]:
+    """The spans of one :func:`orchestrace_step`, in the order they started."""
+    recorder = _Recorder()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(recorder))
+    tel = RunTelemetry(
+        run_id="bench",
+        tracer_provider=provider,
+        meter_provider=NoOpMeterProvider(),
+        content=ContentPolicy(0),
+    )
+    orchestrace_step(tel)()
+    provider.shutdown()
+    return sorted(recorder.spans, key=lambda s: s.start_time or 0)
+
+
+def sdk_replay_step(tracer: Tracer, spans: Sequence[ReadableSpan]) -> Callable[[], None]:
+    """A step that makes ``spans`` again with the bare SDK (children under their parents)."""
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    children: dict[int | None, list[ReadableSpan]] = {}
+    for s in spans:
+        parent = s.parent.span_id if s.parent is not None and s.parent.span_id in by_id else None
+        children.setdefault(parent, []).append(s)
+
+    def make(span: ReadableSpan) -> None:
+        links = [Link(link.context, dict(link.attributes or {})) for link in span.links]
+        started = tracer.start_span(
+            span.name, kind=span.kind, attributes=dict(span.attributes or {}), links=links
+        )
+        kids = children.get(span.context.span_id if span.context else None, [])
+        if kids:
+            with trace.use_span(started):
+                for kid in kids:
+                    make(kid)
+        started.end()
+
+    roots = children.get(None, [])
+
+    def step() -> None:
+        for root in roots:
+            make(root)
+
+    return step
+
+
+def sdk_same_spans(steps: int) -> SpanCost:
+    """The orchestrace step's spans replayed straight through the SDK (null exporter)."""
+    recorded = _recorded_step()
+    provider = null_pipeline()
+    tracer = provider.get_tracer("bench")
+    try:
+        return _measure(
+            "the same spans, SDK only",
+            len(recorded),
+            steps,
+            partial(sdk_replay_step, tracer, recorded),
+            provider,
+        )
+    finally:
+        provider.shutdown()
+
+
 def step_costs(steps: int) -> list[SpanCost]:
-    """The orchestrace step's per-span cost with metrics off and on (null exporter)."""
-    out = []
+    """The orchestrace step's per-span cost: the SDK alone, then metrics off and on."""
+    out = [sdk_same_spans(steps)]
     for label, with_metrics in (
         ("orchestrace spans, no metrics", False),
         ("orchestrace spans + metrics", True),

@@ -137,6 +137,13 @@ class Report:
         """The median SDK floor, CPU microseconds per bare span."""
         return _median([c.cpu_us for c in self.sdk_floor]) if self.sdk_floor else None
 
+    def step_cost_groups(self) -> dict[str, list[float]]:
+        """CPU µs per span (all threads) of every isolated cost, by name, in report order."""
+        groups: dict[str, list[float]] = {}
+        for c in [*self.sdk_floor, *self.step_costs]:
+            groups.setdefault(c.name, []).append(c.cpu_us)
+        return groups
+
     def problems(self) -> list[str]:
         """Correctness failures: counts that do not match, drops, failed runs."""
         out = []
@@ -182,9 +189,23 @@ class Report:
                     and per_span > MAX_FLOOR_MULTIPLE * floor
                 ):
                     out.append(
-                        f"cpu-bound {f.config}: {per_span:.1f} µs telemetry CPU per span = "
-                        f"{per_span / floor:.1f}× the SDK floor ({floor:.1f} µs)"
+                        f"cpu-bound {f.config}: {per_span:.1f} µs telemetry CPU per span "
+                        f"(all threads, export encoding included) = {per_span / floor:.1f}× "
+                        f"the SDK floor ({floor:.1f} µs, null exporter)"
                     )
+        costs = {name: _median(values) for name, values in self.step_cost_groups().items()}
+        for name, cpu in costs.items():
+            if floor and name.startswith("orchestrace") and cpu > MAX_FLOOR_MULTIPLE * floor:
+                sdk = costs.get("the same spans, SDK only")
+                out.append(
+                    f"{name} (null exporter): {cpu:.1f} µs per span = {cpu / floor:.1f}× the "
+                    f"SDK floor"
+                    + (
+                        f"; the SDK alone makes the same spans for {sdk / floor:.1f}×"
+                        if sdk
+                        else ""
+                    )
+                )
         if self.summary is not None and self.summary.seconds > MAX_SUMMARY_S:
             out.append(
                 f"summary of {self.summary.spans:,} spans: {self.summary.seconds:.1f} s "

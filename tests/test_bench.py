@@ -81,9 +81,44 @@ def test_span_costs_include_the_sdk_floor(results):
     assert results["sdk_floor"]
     assert results["sdk_floor_us"] > 0
     assert {c["name"] for c in results["step_costs"]} == {
+        "the same spans, SDK only",
         "orchestrace spans, no metrics",
         "orchestrace spans + metrics",
     }
+
+
+def test_the_sdk_replay_makes_the_same_spans_as_the_helpers(monkeypatch):
+    """The 'SDK only' cost is only a fair comparison if it makes exactly the same spans."""
+    monkeypatch.syspath_prepend(str(REPO))  # ``bench`` is run from the checkout, not installed
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from bench.costs import STEP_SPANS, _recorded_step, sdk_replay_step
+
+    def shape(spans):
+        names = {s.context.span_id: s.name for s in spans}
+        return sorted(
+            (
+                s.name,
+                s.kind.name,
+                names.get(s.parent.span_id) if s.parent else None,
+                tuple(sorted((s.attributes or {}).items())),
+                tuple(tuple(sorted((link.attributes or {}).items())) for link in s.links),
+            )
+            for s in spans
+        )
+
+    recorded = _recorded_step()
+    assert len(recorded) == STEP_SPANS
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sdk_replay_step(provider.get_tracer("t"), recorded)()
+    replayed = exporter.get_finished_spans()
+    assert shape(replayed) == shape(recorded)
+    assert any(s.links for s in replayed)
+    assert any(s.parent for s in replayed)
 
 
 def test_scale_delivers_every_message_and_exports_every_span(results):
