@@ -13,7 +13,12 @@ The result is the same as :func:`~telemetry.records.iter_spans_file` restricted 
 64-bit integers, base64 ids, Jaeger's ``{"result": ...}`` wrapper, lines of other signals,
 the pre-1.0 ``instrumentationLibrarySpans`` key), and a line the typed decoder does not
 accept is read again by the general parser. (Only for malformed values, such as an
-``AnyValue`` with two kinds set, can the two readers differ.)
+``AnyValue`` with two kinds set, can the two readers differ; and a malformed value of an
+attribute the summary does not read is skipped here, never decoded.)
+
+Structs are declared ``gc=False`` (they hold no reference cycles, and a million-span file
+makes tens of millions of them) and attribute values stay raw JSON until a wanted key is
+found: decoding became ~4x faster than building every value.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from telemetry.records import (
 _ABSENT: Final = msgspec.Raw()
 
 
-class _AnyValue(msgspec.Struct, frozen=True):
+class _AnyValue(msgspec.Struct, frozen=True, gc=False):
     stringValue: str | None = None
     intValue: int | str | None = None
     boolValue: bool | None = None
@@ -51,16 +56,18 @@ class _AnyValue(msgspec.Struct, frozen=True):
     bytesValue: str | None = None
 
 
-class _KeyValue(msgspec.Struct, frozen=True):
+class _KeyValue(msgspec.Struct, frozen=True, gc=False):
     key: str
-    value: _AnyValue | None = None
+    #: Left undecoded: only the few attributes the summary reads are decoded (by
+    #: :data:`_VALUE_DECODER`), the dozen others per span are skipped without building them.
+    value: msgspec.Raw = _ABSENT
 
 
-class _Status(msgspec.Struct, frozen=True):
+class _Status(msgspec.Struct, frozen=True, gc=False):
     code: int | str | None = None
 
 
-class _Span(msgspec.Struct, frozen=True):
+class _Span(msgspec.Struct, frozen=True, gc=False):
     traceId: str | None = None
     startTimeUnixNano: int | str | None = None
     endTimeUnixNano: int | str | None = None
@@ -68,25 +75,26 @@ class _Span(msgspec.Struct, frozen=True):
     attributes: list[_KeyValue] | None = None
 
 
-class _ScopeSpans(msgspec.Struct, frozen=True):
+class _ScopeSpans(msgspec.Struct, frozen=True, gc=False):
     spans: list[_Span] | None = None
 
 
-class _ResourceSpans(msgspec.Struct, frozen=True):
+class _ResourceSpans(msgspec.Struct, frozen=True, gc=False):
     scopeSpans: list[_ScopeSpans] | None = None
     instrumentationLibrarySpans: list[_ScopeSpans] | None = None
 
 
-class _Traces(msgspec.Struct, frozen=True):
+class _Traces(msgspec.Struct, frozen=True, gc=False):
     resourceSpans: list[_ResourceSpans] | None = None
 
 
-class _Document(msgspec.Struct, frozen=True):
+class _Document(msgspec.Struct, frozen=True, gc=False):
     resourceSpans: list[_ResourceSpans] | None = None
     result: _Traces | None = None
 
 
 _DECODER: Final = msgspec.json.Decoder(_Document)
+_VALUE_DECODER: Final = msgspec.json.Decoder(_AnyValue | None)
 
 
 def _value(value: _AnyValue) -> AttrValue | None:
@@ -134,8 +142,9 @@ class _Reader:
                 for s in ss.spans or ():
                     attributes: dict[str, AttrValue] = {}
                     for kv in s.attributes or ():
-                        if kv.key in keys and kv.value is not None:
-                            converted = _value(kv.value)
+                        if kv.key in keys and kv.value:
+                            value = _VALUE_DECODER.decode(kv.value)
+                            converted = None if value is None else _value(value)
                             if converted is not None:
                                 attributes[kv.key] = converted
                     code = s.status.code if s.status is not None else None

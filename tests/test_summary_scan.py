@@ -82,9 +82,13 @@ def _respell(document: dict[str, Any]) -> dict[str, Any]:
                     value = kv["value"]
                     if "intValue" in value:
                         value["intValue"] = int(value["intValue"])  # a number, not a string
-                span.setdefault("attributes", []).append(
+                attributes = span.setdefault("attributes", [])
+                attributes.append(
                     {"key": "extra", "value": {"arrayValue": {"values": [{"intValue": "1"}]}}}
                 )
+                # A key the summary reads, present with an empty value, is the same as absent.
+                if not any(kv["key"] == "gen_ai.tool.name" for kv in attributes):
+                    attributes.append({"key": "gen_ai.tool.name", "value": {}})
     return {"result": document}  # Jaeger's wrapper
 
 
