@@ -232,7 +232,7 @@ async def test_scripted_token_estimate_of_a_growing_history_matches_encoding_it_
     messages: list[dict[str, Any]] = []
     assert history.count(messages) == _tokens(messages)
     for i in range(30):
-        content: Any = f"turn {i} ü \"quoted\"" if i % 3 else [{"type": "text", "text": "x" * i}]
+        content: Any = f'turn {i} ü "quoted"' if i % 3 else [{"type": "text", "text": "x" * i}]
         messages.append({"role": "user" if i % 2 else "assistant", "content": content})
         assert history.count(messages) == _tokens(list(messages))
     # A different list holding new message objects is counted afresh, not from memory.
