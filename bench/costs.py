@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, Tracer
 
 from runtime.hub import Envelope
@@ -174,32 +175,23 @@ def orchestrace_step(tel: RunTelemetry) -> Callable[[], None]:
     return step
 
 
-class _Recorder(SpanExporter):
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans += spans
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        """Nothing to release."""
-
-
-def _recorded_step() -> list[ReadableSpan]:
-    """The spans of one :func:`orchestrace_step`, in the order they started."""
-    recorder = _Recorder()
+def recorded_steps(steps: int) -> list[ReadableSpan]:
+    """The finished spans of ``steps`` calls of :func:`orchestrace_step`, in start order."""
+    exporter = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(recorder))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
     tel = RunTelemetry(
         run_id="bench",
         tracer_provider=provider,
         meter_provider=NoOpMeterProvider(),
         content=ContentPolicy(0),
     )
-    orchestrace_step(tel)()
+    step = orchestrace_step(tel)
+    for _ in range(steps):
+        step()
+    spans = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
     provider.shutdown()
-    return sorted(recorder.spans, key=lambda s: s.start_time or 0)
+    return spans
 
 
 def sdk_replay_step(tracer: Tracer, spans: Sequence[ReadableSpan]) -> Callable[[], None]:
@@ -233,7 +225,7 @@ def sdk_replay_step(tracer: Tracer, spans: Sequence[ReadableSpan]) -> Callable[[
 
 def sdk_same_spans(steps: int) -> SpanCost:
     """The orchestrace step's spans replayed straight through the SDK (null exporter)."""
-    recorded = _recorded_step()
+    recorded = recorded_steps(1)
     provider = null_pipeline()
     tracer = provider.get_tracer("bench")
     try:

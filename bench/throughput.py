@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Final
 
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 
-from bench.costs import BATCH_SIZE, QUEUE_SIZE, STEP_SPANS, orchestrace_step
+from bench.costs import BATCH_SIZE, QUEUE_SIZE, STEP_SPANS, orchestrace_step, recorded_steps
 from bench.pipeline import (
     SHUTDOWN_TIMEOUT,
     Config,
@@ -36,7 +34,7 @@ from bench.receiver import ReceiverProcess
 from telemetry import semconv as sc
 from telemetry.export import OTLPJsonLinesExporter, RedactingSpanExporter
 from telemetry.setup import otlp_span_exporter, setup_telemetry
-from telemetry.spans import ContentPolicy, RunTelemetry
+from telemetry.spans import RunTelemetry
 
 #: The producer pauses while more than this many spans wait in the queue.
 HIGH_WATER: Final = QUEUE_SIZE // 2
@@ -58,21 +56,7 @@ class Throughput:
 
 def _finished_spans(count: int) -> list[ReadableSpan]:
     """``count`` (rounded up to whole steps) finished spans from the real span helpers."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tel = RunTelemetry(
-        run_id="bench",
-        tracer_provider=provider,
-        meter_provider=NoOpMeterProvider(),
-        content=ContentPolicy(0),
-    )
-    step = orchestrace_step(tel)
-    for _ in range(-(-count // STEP_SPANS)):
-        step()
-    spans = list(exporter.get_finished_spans())
-    provider.shutdown()
-    return spans
+    return recorded_steps(-(-count // STEP_SPANS))
 
 
 def _end_to_end(

@@ -94,7 +94,7 @@ def test_the_sdk_replay_makes_the_same_spans_as_the_helpers(monkeypatch):
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from bench.costs import STEP_SPANS, _recorded_step, sdk_replay_step
+    from bench.costs import STEP_SPANS, recorded_steps, sdk_replay_step
 
     def shape(spans):
         names = {s.context.span_id: s.name for s in spans}
@@ -109,7 +109,7 @@ def test_the_sdk_replay_makes_the_same_spans_as_the_helpers(monkeypatch):
             for s in spans
         )
 
-    recorded = _recorded_step()
+    recorded = recorded_steps(1)
     assert len(recorded) == STEP_SPANS
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
