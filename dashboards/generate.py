@@ -45,7 +45,7 @@ from opentelemetry.metrics import (
 from opentelemetry.sdk.metrics import MeterProvider
 
 from telemetry import semconv as sc
-from telemetry.metrics import Instruments, Tally
+from telemetry.metrics import DeferredHistogram, Instruments, Tally
 
 OUTPUT_DIR: Final = Path(__file__).resolve().parent / "json"
 
@@ -138,7 +138,12 @@ def catalog() -> dict[str, PromMetric]:
     provider = MeterProvider()
     try:
         for member in vars(Instruments(provider)).values():
-            instrument = member.instrument if isinstance(member, Tally) else member
+            if isinstance(member, Tally):
+                instrument = member.instrument
+            elif isinstance(member, DeferredHistogram):
+                instrument = member.histogram
+            else:
+                instrument = member
             if isinstance(instrument, Counter | ObservableCounter):
                 kind = Kind.COUNTER
             elif isinstance(instrument, UpDownCounter | ObservableUpDownCounter):

@@ -7,13 +7,25 @@ message id. Per-agent detail lives in spans, and exemplars link a metric point t
 
 from __future__ import annotations
 
+import logging
+import threading
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Final
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+from opentelemetry.context import Context
+from opentelemetry.metrics import (
+    CallbackOptions,
+    CallbackT,
+    Histogram,
+    Meter,
+    MeterProvider,
+    Observation,
+)
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+from opentelemetry.util.types import Attributes
 
 from telemetry import semconv as sc
 from telemetry.version import __version__
@@ -52,6 +64,150 @@ class Tally:
         ]
 
 
+log = logging.getLogger(__name__)
+
+
+class PendingRecords:
+    """Histogram measurements waiting to be handed to the SDK, off the agent's path.
+
+    An SDK ``Histogram.record`` costs about 10 µs (attribute hashing, aggregation lookup,
+    exemplar sampling); an agent step makes several. Like the ``BatchSpanProcessor`` for
+    spans, the agent's path only appends ``(histogram, value, attributes, context)`` to a
+    queue and a worker thread records them — while the event loop waits on the model.
+
+    Nothing is lost or late for a reader: every collection (export interval, Prometheus
+    scrape, shutdown) drains the queue first, through :meth:`observe_after_drain`, the first
+    callback of an observable instrument, which the SDK runs before it reads the histograms.
+    The context — hence the exemplar's trace and span — is the one captured at the event;
+    an exemplar's timestamp is when the worker recorded it, at most ``interval`` later.
+
+    Memory stays bounded: past ``limit`` queued measurements the recording thread drains
+    the queue itself (back-pressure instead of growth). The worker starts on the first
+    measurement and exits after ``idle_rounds`` intervals with nothing to do, so idle
+    providers hold no thread; :meth:`close` drains and stops it for good, after which
+    measurements are recorded directly.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = 0.5,
+        batch: int = 2048,
+        limit: int = 65_536,
+        idle_rounds: int = 20,
+    ) -> None:
+        self.interval = interval
+        self.batch = batch
+        self.limit = limit
+        self.idle_rounds = idle_rounds
+        self._queue: deque[tuple[Histogram, float, Attributes, Context | None]] = deque()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+
+    def put(
+        self, histogram: Histogram, amount: float, attributes: Attributes, context: Context | None
+    ) -> None:
+        """Queue one measurement of ``histogram`` (the agent's path: an append)."""
+        if self._closed:
+            _record(histogram, amount, attributes, context)
+            return
+        queue = self._queue
+        queue.append((histogram, amount, attributes, context))
+        if self._worker is None:
+            self._start()
+        elif len(queue) >= self.batch:
+            if len(queue) >= self.limit:
+                self.drain()  # the worker cannot keep up: record here rather than grow
+            else:
+                self._wake.set()
+
+    def drain(self) -> int:
+        """Record every queued measurement now; returns how many there were."""
+        queue = self._queue
+        done = 0
+        while True:
+            try:
+                histogram, amount, attributes, context = queue.popleft()
+            except IndexError:
+                return done
+            _record(histogram, amount, attributes, context)
+            done += 1
+
+    def observe_after_drain(self, _options: CallbackOptions) -> Iterable[Observation]:
+        """An observable callback that observes nothing: it drains before a collection."""
+        self.drain()
+        return ()
+
+    @property
+    def queued(self) -> int:
+        """Measurements not yet handed to the SDK."""
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Stop the worker, record what is queued; later measurements are recorded directly."""
+        with self._lock:
+            self._closed = True
+            worker = self._worker
+        self._wake.set()
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(self.interval * 4)
+        self.drain()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._worker is not None or self._closed:
+                return
+            self._worker = threading.Thread(
+                target=self._run, name="orchestrace-metrics", daemon=True
+            )
+            self._worker.start()
+
+    def _run(self) -> None:
+        idle = 0
+        while not self._closed:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self.drain():
+                idle = 0
+                continue
+            idle += 1
+            if idle >= self.idle_rounds:
+                with self._lock:
+                    if not self._queue:
+                        self._worker = None
+                        return
+                idle = 0
+
+
+def _record(
+    histogram: Histogram, amount: float, attributes: Attributes, context: Context | None
+) -> None:
+    try:
+        histogram.record(amount, attributes, context=context)
+    except Exception:  # telemetry never raises into the program
+        log.exception("recording a histogram measurement failed")
+
+
+class DeferredHistogram:
+    """A histogram whose ``record`` queues the measurement on a :class:`PendingRecords`."""
+
+    def __init__(self, histogram: Histogram, pending: PendingRecords) -> None:
+        self.histogram = histogram
+        self._pending = pending
+
+    def record(
+        self, amount: float, attributes: Attributes = None, context: Context | None = None
+    ) -> None:
+        """Queue one measurement (recorded by the SDK off the agent's path)."""
+        self._pending.put(self.histogram, amount, attributes, context)
+
+
+#: What the runtime records histograms through: the SDK's own, or a deferred one.
+HistogramLike = Histogram | DeferredHistogram
+
+
 class Instruments:
     """Every instrument orchestrace records, created once per meter provider.
 
@@ -61,13 +217,17 @@ class Instruments:
 
     def __init__(self, provider: MeterProvider) -> None:
         meter = provider.get_meter("orchestrace", __version__)
-        self.operation_duration = meter.create_histogram(
+        #: Deferred histogram measurements, for an SDK provider; None: recorded directly
+        #: (a no-op or proxy provider, where a record costs nothing worth moving).
+        self.pending = PendingRecords() if isinstance(provider, SdkMeterProvider) else None
+        self._meter = meter
+        self.operation_duration = self._histogram(
             sc.METRIC_OPERATION_DURATION,
             unit="s",
             description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
-        self.token_usage = meter.create_histogram(
+        self.token_usage = self._histogram(
             sc.METRIC_TOKEN_USAGE,
             unit="{token}",
             description="Number of input and output tokens used per model call.",
@@ -80,7 +240,7 @@ class Instruments:
             description="Prompt-cache input tokens, by kind (read or creation).",
             keys=(*CHAT_KEYS, sc.CACHE_KIND),
         )
-        self.tool_duration = meter.create_histogram(
+        self.tool_duration = self._histogram(
             sc.METRIC_TOOL_DURATION,
             unit="s",
             description="Tool execution duration; error.type is set on failures.",
@@ -100,7 +260,7 @@ class Instruments:
             description="Messages handed to a recipient's model context.",
             keys=(sc.AGENT_ROLE,),
         )
-        self.delivery_latency = meter.create_histogram(
+        self.delivery_latency = self._histogram(
             sc.METRIC_DELIVERY_LATENCY,
             unit="s",
             description="Time from send to the recipient receiving the message.",
@@ -108,7 +268,12 @@ class Instruments:
         )
         #: Agents by (role, state): plain counts updated on every state change, observed
         #: when the metrics are collected (no SDK measurement on the agent's path).
-        self.agent_states = AgentStates(meter)
+        #: Every collection runs the observable callbacks before it reads the histograms,
+        #: so draining the queued measurements in this one's first callback means no
+        #: reader ever misses one.
+        self.agent_states = AgentStates(
+            meter, before=None if self.pending is None else self.pending.observe_after_drain
+        )
         self.agents = self.agent_states.instrument
         self.agent_turns = Tally(
             meter,
@@ -117,7 +282,7 @@ class Instruments:
             description="Model turns taken by agents.",
             keys=(sc.AGENT_ROLE,),
         )
-        self.agent_wait = meter.create_histogram(
+        self.agent_wait = self._histogram(
             sc.METRIC_AGENT_WAIT,
             unit="s",
             description="Time agents spent blocked in wait_for_message.",
@@ -130,6 +295,22 @@ class Instruments:
             description="Completed runs, by scenario and outcome.",
             keys=(sc.RUN_SCENARIO, sc.RUN_OUTCOME),
         )
+
+    def _histogram(
+        self,
+        name: str,
+        *,
+        unit: str,
+        description: str,
+        explicit_bucket_boundaries_advisory: list[float],
+    ) -> HistogramLike:
+        histogram = self._meter.create_histogram(
+            name,
+            unit=unit,
+            description=description,
+            explicit_bucket_boundaries_advisory=explicit_bucket_boundaries_advisory,
+        )
+        return histogram if self.pending is None else DeferredHistogram(histogram, self.pending)
 
     @classmethod
     def for_provider(cls, meter_provider: MeterProvider | None = None) -> Instruments:
@@ -159,11 +340,11 @@ class AgentStates:
     agents leave a state rather than a series vanish.
     """
 
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: Meter, *, before: CallbackT | None = None) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.instrument = meter.create_observable_up_down_counter(
             sc.METRIC_AGENTS,
-            callbacks=[self.observe],
+            callbacks=[self.observe] if before is None else [before, self.observe],
             unit="{agent}",
             description="Agents currently in each state.",
         )
@@ -185,3 +366,10 @@ class AgentStates:
 
 #: One set of instruments per meter provider, shared by every run that records to it.
 _INSTRUMENTS: weakref.WeakKeyDictionary[MeterProvider, Instruments] = weakref.WeakKeyDictionary()
+
+
+def close_instruments(provider: MeterProvider) -> None:
+    """Stop ``provider``'s deferred-measurement worker and record what it still holds."""
+    instruments = _INSTRUMENTS.get(provider)
+    if instruments is not None and instruments.pending is not None:
+        instruments.pending.close()

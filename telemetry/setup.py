@@ -14,6 +14,7 @@ that is not there.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -46,6 +47,7 @@ from telemetry.export import (
     RedactingSpanExporter,
     SpanCounter,
 )
+from telemetry.metrics import close_instruments
 from telemetry.spans import LIVE_SNIPPET_CHARS, ContentPolicy
 
 log = logging.getLogger(__name__)
@@ -217,7 +219,9 @@ class Telemetry:
             stops = [
                 getattr(p, "shutdown", None) for p in (self.tracer_provider, self.meter_provider)
             ]
-            for stop in [*stops, *self.closers]:
+            # queued histogram measurements reach the SDK before its final collection
+            drain = functools.partial(close_instruments, self.meter_provider)
+            for stop in [stops[0], drain, stops[1], *self.closers]:
                 if stop is None:
                     continue
                 try:
