@@ -120,7 +120,7 @@ class PendingRecords:
         elif len(queue) >= self.batch:
             if len(queue) >= self.limit:
                 self.drain()  # the worker cannot keep up: record here rather than grow
-            else:
+            elif not self._wake.is_set():  # a lock-free read; set() takes a lock
                 self._wake.set()
 
     def drain(self) -> int:
