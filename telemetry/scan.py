@@ -26,16 +26,14 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 
 from telemetry.records import (
-    _EMPTY,
     _STATUS,
     _STATUS_OF,
     AttrValue,
-    SpanRecord,
     _document_resource_spans,
     _enum,
     _otlp_id,
@@ -44,6 +42,21 @@ from telemetry.records import (
 )
 
 _ABSENT: Final = msgspec.Raw()
+
+
+class ScannedSpan(NamedTuple):
+    """The fields of a span the summary reads, as :func:`scan_spans_file` yields them.
+
+    A named tuple, not a :class:`~telemetry.records.SpanRecord`: building the frozen
+    thirteen-field record cost ~3 µs per span, a tenth of that for the tuple. Its fields
+    mean the same as the record's.
+    """
+
+    trace_id: str
+    start_ns: int
+    end_ns: int
+    status: str
+    attributes: dict[str, AttrValue]
 
 
 class _AnyValue(msgspec.Struct, frozen=True, gc=False):
@@ -129,7 +142,7 @@ class _Reader:
             found = self.trace_ids[raw] = _otlp_id(raw, 32)
         return found
 
-    def spans(self, document: _Document) -> Iterator[SpanRecord]:
+    def spans(self, document: _Document) -> Iterator[ScannedSpan]:
         resource_spans = document.resourceSpans
         if resource_spans is None and document.result is not None:
             resource_spans = document.result.resourceSpans
@@ -148,35 +161,27 @@ class _Reader:
                             if converted is not None:
                                 attributes[kv.key] = converted
                     code = s.status.code if s.status is not None else None
-                    yield SpanRecord(
-                        trace_id=self.trace_id(s.traceId),
-                        span_id="",
-                        parent_span_id=None,
-                        name="",
-                        kind="INTERNAL",
-                        start_ns=int(s.startTimeUnixNano or 0),
-                        end_ns=int(s.endTimeUnixNano or 0),
-                        status=_STATUS_OF.get(code or 0) or _enum(code, _STATUS, "STATUS_CODE_"),
-                        status_message="",
-                        attributes=attributes,
-                        links=(),
-                        events=(),
-                        resource=_EMPTY,
+                    yield ScannedSpan(
+                        self.trace_id(s.traceId),
+                        int(s.startTimeUnixNano or 0),
+                        int(s.endTimeUnixNano or 0),
+                        _STATUS_OF.get(code or 0) or _enum(code, _STATUS, "STATUS_CODE_"),
+                        attributes,
                     )
 
 
-def _general(line: bytes, keys: frozenset[str]) -> list[SpanRecord]:
+def _general(line: bytes, keys: frozenset[str]) -> list[ScannedSpan]:
     """A line the typed decoder refused, read by the general parser (same result)."""
-    records = []
-    for r in iter_otlp_json(_document_resource_spans(msgspec.json.decode(line))):
-        attributes = {k: v for k, v in r.attributes.items() if k in keys}
-        records.append(
-            SpanRecord(
-                r.trace_id, "", None, "", "INTERNAL", r.start_ns, r.end_ns, r.status, "",
-                attributes, (), (), _EMPTY,
-            )
-        )  # fmt: skip
-    return records
+    return [
+        ScannedSpan(
+            r.trace_id,
+            r.start_ns,
+            r.end_ns,
+            r.status,
+            {k: v for k, v in r.attributes.items() if k in keys},
+        )
+        for r in iter_otlp_json(_document_resource_spans(msgspec.json.decode(line)))
+    ]
 
 
 def scan_spans_file(
@@ -185,11 +190,11 @@ def scan_spans_file(
     *,
     start: int = 0,
     end: int | None = None,
-) -> Iterator[SpanRecord]:
+) -> Iterator[ScannedSpan]:
     """Stream the spans of an OTLP/JSON-lines file with only the attributes in ``keys``.
 
-    Records carry trace id, start and end time, status and those attributes; span ids,
-    names, links, events and the resource are left empty. Memory is bounded by the
+    Each :class:`ScannedSpan` carries trace id, start and end time, status and those
+    attributes — what the summary reads, and nothing it does not. Memory is bounded by the
     longest line. ``start`` and ``end`` restrict the scan to the lines that begin in that
     byte range (``start`` must be the beginning of a line; see :func:`split_lines`). A
     malformed line raises :class:`ValueError` naming the file and the line (counted from

@@ -12,14 +12,32 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from telemetry import semconv as sc
-from telemetry.records import SpanRecord, from_readable_span
+from telemetry.records import AttrValue, from_readable_span
+
+
+class SummarySpan(Protocol):
+    """What the summary reads of a span: a :class:`~telemetry.records.SpanRecord`, or the
+    leaner :class:`~telemetry.scan.ScannedSpan` a spans file is scanned into."""
+
+    @property
+    def trace_id(self) -> str: ...
+    @property
+    def start_ns(self) -> int: ...
+    @property
+    def end_ns(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def attributes(self) -> Mapping[str, AttrValue]: ...
+
 
 #: The span attributes the summary reads; a fast file reader need decode no others.
 SUMMARY_KEYS: frozenset[str] = frozenset(
@@ -133,7 +151,7 @@ class TraceSummary:
             stats = self.agents[name] = AgentStats(name)
         return stats
 
-    def add(self, span: SpanRecord) -> None:
+    def add(self, span: SummarySpan) -> None:
         """Fold one span into the aggregate."""
         self.spans += 1
         self.start_ns = (
@@ -292,14 +310,14 @@ class SummaryBuilder:
     def __init__(self) -> None:
         self.traces: dict[str, TraceSummary] = {}
 
-    def add(self, span: SpanRecord) -> None:
+    def add(self, span: SummarySpan) -> None:
         """Fold one span into its trace's aggregate."""
         trace = self.traces.get(span.trace_id)
         if trace is None:
             trace = self.traces[span.trace_id] = TraceSummary(span.trace_id)
         trace.add(span)
 
-    def add_all(self, spans: Iterable[SpanRecord]) -> SummaryBuilder:
+    def add_all(self, spans: Iterable[SummarySpan]) -> SummaryBuilder:
         """Fold every span of ``spans``; returns self."""
         for span in spans:
             self.add(span)
@@ -331,7 +349,7 @@ class SummaryBuilder:
         )
 
 
-def summarize(spans: Iterable[SpanRecord], trace_id: str | None = None) -> str:
+def summarize(spans: Iterable[SummarySpan], trace_id: str | None = None) -> str:
     """The rendered summary of one trace among ``spans``."""
     return SummaryBuilder().add_all(spans).summary(trace_id).render()
 
