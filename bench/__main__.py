@@ -23,6 +23,7 @@ from bench.sizes import SIZES, Size
 from bench.summary_file import generate_spans_file, time_summary
 from bench.throughput import export_throughput
 from bench.workloads import Exchange, RunResult, measure
+from runtime.process import tune_gc
 from telemetry.logs import configure_logging
 
 SECTIONS: Final = ("overhead", "scale", "throughput", "summary")
@@ -120,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)"
     )
     args = parser.parse_args(argv)
+    tune_gc()  # the interpreter settings the orchestrace command runs with
     size = SIZES[args.size]
     sections = args.only or list(SECTIONS)
     out: Path = args.out if args.out is not None else Path(f"bench-{size.name}.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import os
 import platform
@@ -47,6 +48,8 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "versions": versions,
+        # the interpreter's, as set by runtime.process.tune_gc (the CLI's setting)
+        "gc_threshold": list(gc.get_threshold()),
     }
 
 
@@ -245,7 +248,9 @@ def render(report: Report) -> str:
     lines = [
         f"orchestrace bench · size {report.size} · {report.seconds:.0f} s · `{report.command}`",
         f"machine: {m['cpu_count']} CPUs ({m['cpu_model'] or '?'}) · Python {m['python']} · "
-        f"opentelemetry-sdk {v['opentelemetry-sdk']} · anthropic {v['anthropic']}",
+        f"opentelemetry-sdk {v['opentelemetry-sdk']} · anthropic {v['anthropic']} · "
+        f"gc threshold {','.join(map(str, m['gc_threshold']))} (the CLI's; "
+        "ORCHESTRACE_GC_THRESHOLD=python for Python's)",
         "",
     ]
     floor = report.floor_us()

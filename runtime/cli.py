@@ -21,6 +21,7 @@ from runtime.limits import (
     DEFAULT_MAX_TOKENS_TOTAL,
     RunLimits,
 )
+from runtime.process import tune_gc
 from telemetry.setup import DEFAULT_SERVICE_NAME
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ environment:
   OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true
                          export message text and tool arguments/results on spans
                          (ORCHESTRACE_CONTENT_MAX_CHARS caps each value, default 2048)
+  ORCHESTRACE_GC_THRESHOLD
+                         the garbage collector's thresholds for this process (default
+                         50000,20,100; "python" keeps Python's 700,10,10)
 """
 
 RUN_EPILOG: Final = (
@@ -356,6 +360,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``orchestrace`` console script."""
     args = build_parser().parse_args(argv)
     stream = out if out is not None else sys.stdout
+    tune_gc()
     if args.command == "run":
         return cmd_run(args, stream)
     return cmd_summary(args, stream)
