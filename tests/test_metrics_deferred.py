@@ -154,3 +154,27 @@ def test_the_worker_records_a_full_batch_without_any_collection() -> None:
         assert fake.threads == {"orchestrace-metrics"}
     finally:
         pending.close()
+
+
+def test_an_idle_worker_exits_and_the_next_measurement_starts_another(
+    provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    # Milliseconds, not seconds: the worker gives up after one empty round.
+    pending = PendingRecords(interval=0.001, idle_rounds=1)
+    histogram = DeferredHistogram(provider.get_meter("t").create_histogram("t.idle"), pending)
+    histogram.record(1.0)
+    first = pending._worker  # None already if it has recorded and exited by now
+    if first is not None:
+        first.join(30)
+        assert not first.is_alive(), "an idle worker should exit"
+    assert pending._worker is None
+    assert pending.queued == 0  # it recorded before leaving
+    fake = _Signalling()
+    DeferredHistogram(fake, pending).record(2.0)
+    try:
+        assert fake.recorded.wait(30), "no worker recorded the measurement after the restart"
+        assert fake.threads == {"orchestrace-metrics"}
+    finally:
+        pending.close()
+    (point,) = _points(reader, "t.idle")
+    assert (point.count, point.sum) == (1, 1.0)
