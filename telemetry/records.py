@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, NamedTuple, TypeAlias
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -87,6 +87,22 @@ class SpanRecord:
     links: tuple[LinkRecord, ...]
     events: tuple[EventRecord, ...]
     resource: Mapping[str, AttrValue]
+
+
+class SpanFacts(NamedTuple):
+    """The fields of a span the summary reads: what the spans-file scan yields, and what
+    the live summary keeps of each finished span.
+
+    A named tuple, not a :class:`SpanRecord`: building the frozen thirteen-field record
+    costs ~3 µs per span, a tenth of that for the tuple. The fields mean the same as the
+    record's.
+    """
+
+    trace_id: str
+    start_ns: int
+    end_ns: int
+    status: str
+    attributes: Mapping[str, AttrValue]
 
 
 # --- SDK spans ---------------------------------------------------------------------------
@@ -190,7 +206,8 @@ def _resource_attributes(resource: Resource | None) -> Mapping[str, AttrValue]:
 
 
 def from_readable_span(span: ReadableSpan) -> SpanRecord:
-    """Convert a finished SDK span (the live path: runs for every span of a run)."""
+    """Convert a finished SDK span, every field (the live summary keeps only
+    :func:`facts_of_readable_span`)."""
     ctx = span.context
     parent = span.parent
     status = span.status
@@ -224,6 +241,18 @@ def from_readable_span(span: ReadableSpan) -> SpanRecord:
         if events
         else (),
         _resource_attributes(span.resource),
+    )
+
+
+def facts_of_readable_span(span: ReadableSpan) -> SpanFacts:
+    """What the summary reads of a finished SDK span (the live summary's per-span cost)."""
+    ctx = span.context
+    return SpanFacts(
+        ctx.trace_id.to_bytes(16, "big").hex() if ctx is not None else "",
+        span.start_time or 0,
+        span.end_time or 0,
+        _STATUS_NAME[span.status.status_code],
+        _sdk_attributes(span.attributes),
     )
 
 

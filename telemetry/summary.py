@@ -20,12 +20,12 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from telemetry import semconv as sc
-from telemetry.records import AttrValue, from_readable_span
+from telemetry.records import AttrValue, facts_of_readable_span
 
 
 class SummarySpan(Protocol):
     """What the summary reads of a span: a :class:`~telemetry.records.SpanRecord`, or the
-    leaner :class:`~telemetry.scan.ScannedSpan` a spans file is scanned into."""
+    leaner :class:`~telemetry.records.SpanFacts` (spans-file scan, live summary)."""
 
     @property
     def trace_id(self) -> str: ...
@@ -413,7 +413,7 @@ class SummaryProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         """Fold the finished span into the summary."""
-        record = from_readable_span(span)
+        record = facts_of_readable_span(span)
         with self._lock:
             self._builder.add(record)
 
