@@ -7,6 +7,7 @@ it, with the exemplar of the span it was recorded under; the queue stays bounded
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 
@@ -178,3 +179,32 @@ def test_an_idle_worker_exits_and_the_next_measurement_starts_another(
         pending.close()
     (point,) = _points(reader, "t.idle")
     assert (point.count, point.sum) == (1, 1.0)
+
+
+class _Failing(Histogram):
+    """A histogram whose SDK side fails (a fake of a broken metrics pipeline)."""
+
+    def __init__(self) -> None:
+        super().__init__("t.failing")
+
+    def record(
+        self, amount: float, attributes: Attributes = None, context: Context | None = None
+    ) -> None:
+        raise RuntimeError("metrics pipeline broken")
+
+
+def test_a_failing_record_is_logged_and_never_raised(
+    provider: MeterProvider, reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    pending = PendingRecords(interval=NEVER)
+    broken = DeferredHistogram(_Failing(), pending)
+    fine = DeferredHistogram(provider.get_meter("t").create_histogram("t.fine"), pending)
+    broken.record(1.0)
+    fine.record(2.0)
+    with caplog.at_level(logging.ERROR, logger="telemetry.metrics"):
+        assert pending.drain() == 2  # the failure does not stop the rest
+        pending.close()
+        broken.record(3.0)  # recorded directly after close: still not raised
+    assert caplog.text.count("recording a histogram measurement failed") == 2
+    (point,) = _points(reader, "t.fine")
+    assert (point.count, point.sum) == (1, 2.0)
