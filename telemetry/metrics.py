@@ -109,12 +109,9 @@ class PendingRecords:
         self, histogram: Histogram, amount: float, attributes: Attributes, context: Context | None
     ) -> None:
         """Queue one measurement of ``histogram`` (the agent's path: an append)."""
-        if self._closed:
-            _record(histogram, amount, attributes, context)
-            return
         queue = self._queue
         queue.append((histogram, amount, attributes, context))
-        if self._closed:  # closed while appending: nobody else will record it
+        if self._closed:  # closed, or closed while appending: record it here
             self.drain()
         elif self._worker is None:
             self._start()
