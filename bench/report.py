@@ -48,7 +48,7 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "versions": versions,
-        # the interpreter's, as set by runtime.process.tune_gc (the CLI's setting)
+        # the interpreter's, as runtime.process.tune_gc set it (as the CLI does)
         "gc_threshold": list(gc.get_threshold()),
     }
 
@@ -249,8 +249,8 @@ def render(report: Report) -> str:
         f"orchestrace bench · size {report.size} · {report.seconds:.0f} s · `{report.command}`",
         f"machine: {m['cpu_count']} CPUs ({m['cpu_model'] or '?'}) · Python {m['python']} · "
         f"opentelemetry-sdk {v['opentelemetry-sdk']} · anthropic {v['anthropic']} · "
-        f"gc threshold {','.join(map(str, m['gc_threshold']))} (the CLI's; "
-        "ORCHESTRACE_GC_THRESHOLD=python for Python's)",
+        f"gc threshold {','.join(map(str, m['gc_threshold']))} "
+        "(set as the orchestrace command does, from ORCHESTRACE_GC_THRESHOLD)",
         "",
     ]
     floor = report.floor_us()
