@@ -116,15 +116,13 @@ def otlp_span_exporter() -> SpanExporter:
     """The OTLP trace exporter for the configured protocol (endpoint etc. from env)."""
     protocol = _protocol("traces")
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from telemetry.otlp_grpc import GrpcSpanExporter
 
-        return OTLPSpanExporter()
+        return GrpcSpanExporter()
     if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HTTPSpanExporter,
-        )
+        from telemetry.otlp_http import HttpSpanExporter
 
-        return HTTPSpanExporter()
+        return HttpSpanExporter()
     raise ValueError(f"unsupported OTLP protocol {protocol!r} (use grpc or http/protobuf)")
 
 
