@@ -104,6 +104,8 @@ class PendingRecords:
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._closed = False
+        #: Measurements the SDK refused (raised on); the first is logged, the rest counted.
+        self.failed = 0
 
     def put(
         self, histogram: Histogram, amount: float, attributes: Attributes, context: Context | None
@@ -130,7 +132,10 @@ class PendingRecords:
                 histogram, amount, attributes, context = queue.popleft()
             except IndexError:
                 return done
-            _record(histogram, amount, attributes, context)
+            try:
+                histogram.record(amount, attributes, context=context)
+            except Exception:  # telemetry never raises into the program
+                self._failed()
             done += 1
 
     def observe_after_drain(self, _options: CallbackOptions) -> Iterable[Observation]:
@@ -152,6 +157,17 @@ class PendingRecords:
         if worker is not None and worker is not threading.current_thread():
             worker.join(self.interval * 4)
         self.drain()
+        if self.failed > 1:
+            log.error("%d histogram measurements failed to record (first one logged)", self.failed)
+
+    def _failed(self) -> None:
+        # A broken metrics SDK fails on every measurement: one traceback, then a count.
+        self.failed += 1
+        if self.failed == 1:
+            log.exception(
+                "recording a histogram measurement failed; further failures are counted "
+                "and reported when the metrics pipeline closes"
+            )
 
     def _start(self) -> None:
         with self._lock:
@@ -177,15 +193,6 @@ class PendingRecords:
                         self._worker = None
                         return
                 idle = 0
-
-
-def _record(
-    histogram: Histogram, amount: float, attributes: Attributes, context: Context | None
-) -> None:
-    try:
-        histogram.record(amount, attributes, context=context)
-    except Exception:  # telemetry never raises into the program
-        log.exception("recording a histogram measurement failed")
 
 
 class DeferredHistogram:
