@@ -145,7 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_scale_section(size, receiver, report)
         if "throughput" in sections:
             _progress(f"throughput: {size.throughput_spans:,} spans per exporter")
-            report.throughput = export_throughput(size.throughput_spans, receiver, workdir)
+            report.throughput, report.encoding = export_throughput(
+                size.throughput_spans, receiver, workdir
+            )
         if "summary" in sections:
             run_summary_section(size, workdir, report)
     report.seconds = time.perf_counter() - started

@@ -8,6 +8,11 @@ Two measurements per exporter (OTLP/HTTP to the receiver, and the spans file):
   so the figure is what the export side sustains, and nothing may be dropped;
 * **exporter alone** — the same spans, already finished, handed to the exporter in batches
   of the pipeline's batch size on the calling thread: encoding plus transport, nothing else.
+
+And the OTLP protobuf encoding on its own, the export thread's largest cost: the SDK's
+``encode_spans(...).SerializeToString()`` next to orchestrace's encoder
+(:mod:`telemetry.otlp_proto`, which the exporters use) over the same batches — CPU per
+span, and whether both wrote the same bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -33,6 +39,7 @@ from bench.pipeline import (
 from bench.receiver import ReceiverProcess
 from telemetry import semconv as sc
 from telemetry.export import OTLPJsonLinesExporter, RedactingSpanExporter
+from telemetry.otlp_proto import encode_spans_protobuf
 from telemetry.setup import otlp_span_exporter, setup_telemetry
 from telemetry.spans import RunTelemetry
 
@@ -52,6 +59,35 @@ class Throughput:
     dropped: int
     alone_spans_per_s: float
     alone_us_per_span: float
+
+
+@dataclass(frozen=True)
+class EncodingCost:
+    """CPU per span of the SDK's protobuf encoder and of orchestrace's, on the same spans."""
+
+    spans: int
+    sdk_us_per_span: float
+    orchestrace_us_per_span: float
+    same_bytes: bool
+
+
+def encoding_cost(spans: list[ReadableSpan], repetitions: int = 5) -> EncodingCost:
+    """Median CPU per span of both encoders over ``spans`` in batches of the batch size."""
+    batches = [spans[i : i + BATCH_SIZE] for i in range(0, len(spans), BATCH_SIZE)]
+    same = all(encode_spans_protobuf(b) == encode_spans(b).SerializeToString() for b in batches)
+    timings: dict[str, list[float]] = {"sdk": [], "orchestrace": []}
+    for _ in range(repetitions):
+        for name in timings:  # interleaved
+            gc.collect()
+            started = time.process_time()
+            for batch in batches:
+                if name == "sdk":
+                    encode_spans(batch).SerializeToString()
+                else:
+                    encode_spans_protobuf(batch)
+            timings[name].append((time.process_time() - started) / len(spans) * 1e6)
+    sdk, ours = (sorted(t)[len(t) // 2] for t in timings.values())
+    return EncodingCost(len(spans), sdk, ours, same)
 
 
 def _finished_spans(count: int) -> list[ReadableSpan]:
@@ -114,8 +150,10 @@ def _alone(kind: str, spans: list[ReadableSpan], receiver: ReceiverProcess, work
     return seconds
 
 
-def export_throughput(spans: int, receiver: ReceiverProcess, workdir: Path) -> list[Throughput]:
-    """The OTLP/HTTP and spans-file exporters' throughput."""
+def export_throughput(
+    spans: int, receiver: ReceiverProcess, workdir: Path
+) -> tuple[list[Throughput], EncodingCost]:
+    """The OTLP/HTTP and spans-file exporters' throughput, and the encoders' cost."""
     finished = _finished_spans(min(spans, 20 * BATCH_SIZE))
     out = []
     for kind in ("otlp", "file"):
@@ -133,4 +171,4 @@ def export_throughput(spans: int, receiver: ReceiverProcess, workdir: Path) -> l
                 alone_us_per_span=alone / len(finished) * 1e6,
             )
         )
-    return out
+    return out, encoding_cost(finished)

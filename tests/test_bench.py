@@ -142,6 +142,14 @@ def test_throughput_drops_nothing(results):
         assert t["exported"] == t["spans"] > 0
 
 
+def test_the_fast_encoder_writes_the_sdks_bytes(results):
+    encoding = results["encoding"]
+    assert encoding["spans"] > 0
+    assert encoding["same_bytes"] is True
+    assert encoding["sdk_us_per_span"] > 0
+    assert encoding["orchestrace_us_per_span"] > 0
+
+
 def test_summary_reads_every_span_of_the_generated_file(results):
     summary = results["summary"]
     assert summary["exit_code"] == 0
