@@ -13,7 +13,7 @@ import json
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -102,11 +102,27 @@ def parse_traceparent(value: str | None) -> SpanContext | None:
     return ctx if ctx.is_valid else None
 
 
-def _active(span: Span, *, end: bool = False) -> AbstractContextManager[Span]:
-    """Make ``span`` current; exceptions are recorded by the helpers themselves, once."""
-    return trace.use_span(
-        span, end_on_exit=end, record_exception=False, set_status_on_exception=False
-    )
+class _Active:
+    """Make ``span`` current (ending it on exit if ``end``).
+
+    ``trace.use_span`` with its exception handling turned off, without its generator:
+    exceptions are recorded by the helpers themselves, once, and this runs for most spans.
+    """
+
+    __slots__ = ("_end", "_span", "_token")
+
+    def __init__(self, span: Span, *, end: bool = False) -> None:
+        self._span = span
+        self._end = end
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, *_exc: object) -> None:
+        otel_context.detach(self._token)
+        if self._end:
+            self._span.end()
 
 
 def _error_type(exc: BaseException) -> str:
@@ -336,7 +352,7 @@ class RunTelemetry:
         )
         outcome = "completed"
         try:
-            with _active(span):
+            with _Active(span):
                 yield span
         except BaseException as exc:
             outcome = "interrupted" if not isinstance(exc, Exception) else "failed"
@@ -367,7 +383,7 @@ class RunTelemetry:
             record_exception=False,
             set_status_on_exception=False,
         )
-        with _active(span, end=True):
+        with _Active(span, end=True):
             yield AgentSpan(span)
 
     def agent_state_changed(self, role: str, old: str | None, new: str | None) -> None:
@@ -403,7 +419,7 @@ class RunTelemetry:
         started = time.perf_counter()
         error_type: str | None = None
         try:
-            with _active(span):
+            with _Active(span):
                 yield call
         except BaseException as exc:
             error_type = _error_type(exc)
@@ -484,7 +500,7 @@ class RunTelemetry:
         handle = ToolSpan(span, self.content)
         started = time.perf_counter()
         try:
-            with _active(span):
+            with _Active(span):
                 yield handle
         except BaseException as exc:
             if isinstance(exc, Exception):
@@ -528,7 +544,7 @@ class RunTelemetry:
         )
         handle = SendSpan(span, format_traceparent(span.get_span_context()))
         try:
-            with _active(span):
+            with _Active(span):
                 yield handle
             self.instruments.messages_sent.add(1, role, handle.outcome or "unknown")
         finally:
