@@ -527,14 +527,16 @@ class RedactingSpanExporter(_WrappingExporter):
         return bool(attributes) and not self.redact_keys.isdisjoint(attributes or ())
 
     def _redact(self, span: ReadableSpan) -> ReadableSpan:
+        # Runs on every exported span: each property read copies, so read each once and
+        # test with set operations (most spans carry no content key at all).
+        keys = self.redact_keys
         events, links = span.events, span.links
-        if not (
-            self._has(span.attributes)
-            or any(self._has(e.attributes) for e in events)
-            or any(self._has(link.attributes) for link in links)
+        if keys.isdisjoint(span.attributes or ()) and not any(
+            item.attributes and not keys.isdisjoint(item.attributes)
+            for group in (events, links)
+            for item in group
         ):
             return span
-        keys = self.redact_keys
         new_events: BoundedList[Event] = BoundedList(None)
         new_events.extend(
             [
