@@ -10,10 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from opentelemetry.exporter.otlp.proto.http._common import (
-    RequestPayloadTooLargeError,
-    _is_request_too_large,
-)
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
     OTLPSpanExporter as SDKHttpSpanExporter,
 )
@@ -21,6 +17,16 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from telemetry.otlp_proto import FastEncoder
+
+try:  # the SDK's own size check; private, so a later SDK may move it
+    from opentelemetry.exporter.otlp.proto.http._common import (
+        RequestPayloadTooLargeError,
+        _is_request_too_large,
+    )
+except ImportError:  # pragma: no cover - only with an SDK other than the tested one
+    _SIZE_CHECK = False
+else:
+    _SIZE_CHECK = True
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +44,7 @@ class HttpSpanExporter(SDKHttpSpanExporter):
     def __init__(self, *, max_request_size: int | None = None) -> None:
         super().__init__(max_request_size=max_request_size)
         self.encoder = FastEncoder("OTLP/HTTP span exporter")
-        self.fast = all(hasattr(self, name) for name in _INTERNALS)
+        self.fast = _SIZE_CHECK and all(hasattr(self, name) for name in _INTERNALS)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Encode ``spans`` with the fast encoder and send them like the SDK does."""

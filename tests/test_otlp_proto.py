@@ -271,3 +271,24 @@ def test_http_exporter_reports_a_refused_batch(
     finally:
         exporter.shutdown()
     assert receiver.trace_requests() == []
+
+
+def test_http_exporter_retries_through_the_sdk_client_and_reports_failure(
+    receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Retry-After: 0 makes the SDK client retry at once: no test waits real seconds.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.http_endpoint)
+    receiver.retry_after = 0
+    batch = scenario_spans("spawn", ContentPolicy(0))
+    exporter = HttpSpanExporter()
+    try:
+        receiver.fail_next(1)
+        assert exporter.export(batch) is SpanExportResult.SUCCESS  # the retry got through
+        assert [r.SerializeToString() for r in receiver.trace_requests()] == [sdk_bytes(batch)]
+        assert receiver.request_count(signal="traces", mode="error") == 1
+        receiver.mode = "error"
+        assert exporter.export(batch) is SpanExportResult.FAILURE
+    finally:
+        exporter.shutdown()
+    assert receiver.request_count(signal="traces", mode="error") > 2
+    assert exporter.encoder.count == 0
