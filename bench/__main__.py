@@ -23,7 +23,7 @@ from bench.sizes import SIZES, Size
 from bench.summary_file import generate_spans_file, time_summary
 from bench.throughput import export_throughput
 from bench.workloads import Exchange, RunResult, measure
-from runtime.process import tune_gc
+from runtime.process import tune_process
 from telemetry.logs import configure_logging
 
 SECTIONS: Final = ("overhead", "scale", "throughput", "summary")
@@ -113,9 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench",
         description="Measure what tracing costs and how far orchestrace scales, on this machine.",
         epilog=(
-            "The bench runs with the garbage-collector thresholds the orchestrace command "
-            "sets (ORCHESTRACE_GC_THRESHOLD, default 50000,20,100; 'python' measures with "
-            "Python's own). Exit status 1 when a correctness check failed."
+            "The bench runs with the interpreter settings the orchestrace command sets: "
+            "garbage-collector thresholds (ORCHESTRACE_GC_THRESHOLD, default 50000,20,100) "
+            "and thread switch interval (ORCHESTRACE_SWITCH_INTERVAL, default 0.001 s); "
+            "'python' for either measures with Python's own. Exit status 1 when a "
+            "correctness check failed."
         ),
     )
     parser.add_argument("--size", choices=sorted(SIZES), default="small", help="default: small")
@@ -126,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only", choices=SECTIONS, action="append", help="run only these sections (repeatable)"
     )
     args = parser.parse_args(argv)
-    tune_gc()  # the interpreter settings the orchestrace command runs with
+    tune_process()  # the interpreter settings the orchestrace command runs with
     size = SIZES[args.size]
     sections = args.only or list(SECTIONS)
     out: Path = args.out if args.out is not None else Path(f"bench-{size.name}.json")

@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import platform
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
@@ -48,8 +49,9 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "versions": versions,
-        # the interpreter's, as runtime.process.tune_gc set it (as the CLI does)
+        # the interpreter's, as runtime.process.tune_process set them (as the CLI does)
         "gc_threshold": list(gc.get_threshold()),
+        "switch_interval_s": sys.getswitchinterval(),
     }
 
 
@@ -252,8 +254,9 @@ def render(report: Report) -> str:
         f"orchestrace bench · size {report.size} · {report.seconds:.0f} s · `{report.command}`",
         f"machine: {m['cpu_count']} CPUs ({m['cpu_model'] or '?'}) · Python {m['python']} · "
         f"opentelemetry-sdk {v['opentelemetry-sdk']} · anthropic {v['anthropic']} · "
-        f"gc threshold {','.join(map(str, m['gc_threshold']))} "
-        "(set as the orchestrace command does, from ORCHESTRACE_GC_THRESHOLD)",
+        f"gc threshold {','.join(map(str, m['gc_threshold']))} · switch interval "
+        f"{m['switch_interval_s'] * 1000:g} ms (set as the orchestrace command does, from "
+        "ORCHESTRACE_GC_THRESHOLD and ORCHESTRACE_SWITCH_INTERVAL)",
         "",
     ]
     floor = report.floor_us()

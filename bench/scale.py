@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.pipeline import Config
 from bench.receiver import REPO, ReceiverProcess, child_env
 from bench.workloads import Ring, RunResult, run_workload
-from runtime.process import tune_gc
+from runtime.process import tune_process
 from telemetry.logs import configure_logging
 
 
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--config", type=Config, required=True)
     parser.add_argument("--endpoint", required=True)
     args = parser.parse_args()
-    tune_gc()  # the interpreter settings the orchestrace command runs with
+    tune_process()  # the interpreter settings the orchestrace command runs with
     configure_logging("ERROR")
     workload = Ring("scale", args.agents, args.messages, args.latency)
     with tempfile.TemporaryDirectory(prefix="orchestrace-bench-") as workdir:

@@ -8,18 +8,27 @@ defaults much of tracing's cost — and of the runtime's — is the collector wa
 that are still alive. Raised thresholds collect less often; the garbage is the same, so
 memory moves little (measured in ``bench/``).
 
-The ``orchestrace`` command applies :func:`tune_gc` at start. Importing the packages as a
-library changes nothing: an application embedding the runtime owns its interpreter and
-may call :func:`tune_gc` itself.
+The thread switch interval: a thread waiting for the GIL asks its holder to drop it only
+after this long (Python: 5 ms). The agents' event loop shares the GIL with the exporter and
+metrics threads; when a model reply or a message is due while an exporter is encoding a
+batch, the agent waits up to the interval. At 1 ms the latency-bound bench's wall ratio
+dropped by 0.1–0.9 points (mean ~0.45) in seven same-day A/B comparisons, with no
+measurable cost to the CPU-bound one.
+
+The ``orchestrace`` command applies :func:`tune_process` (both settings) at start.
+Importing the packages as a library changes nothing: an application embedding the runtime
+owns its interpreter and may call :func:`tune_process` itself.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
+import sys
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +40,17 @@ DEFAULT_GC_THRESHOLD: Final = (50_000, 20, 100)
 KEEP_PYTHONS: Final = frozenset({"python", "default", "off"})
 
 
+SWITCH_INTERVAL_ENV: Final = "ORCHESTRACE_SWITCH_INTERVAL"
+#: Seconds (Python: 0.005).
+DEFAULT_SWITCH_INTERVAL: Final = 0.001
+
+
 class GcSettingError(ValueError):
     """``ORCHESTRACE_GC_THRESHOLD`` is not a threshold."""
+
+
+class SwitchIntervalError(ValueError):
+    """``ORCHESTRACE_SWITCH_INTERVAL`` is not a positive number of seconds."""
 
 
 def parse_gc_threshold(raw: str) -> tuple[int, ...] | None:
@@ -73,3 +91,52 @@ def tune_gc(environ: Mapping[str, str] | None = None) -> tuple[int, ...] | None:
     if threshold is not None:
         gc.set_threshold(*threshold)
     return threshold
+
+
+def parse_switch_interval(raw: str) -> float | None:
+    """``"0.002"`` → 0.002 seconds; ``""`` → the default; ``"python"`` → None (keep)."""
+    text = raw.strip().lower()
+    if not text:
+        return DEFAULT_SWITCH_INTERVAL
+    if text in KEEP_PYTHONS:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise SwitchIntervalError(
+            f"{SWITCH_INTERVAL_ENV}={raw!r}: expected a positive number of seconds "
+            f"(e.g. {DEFAULT_SWITCH_INTERVAL:g}), or one of {', '.join(sorted(KEEP_PYTHONS))} "
+            f"to keep Python's {sys.getswitchinterval():g}"
+        )
+    return seconds
+
+
+def tune_switch_interval(environ: Mapping[str, str] | None = None) -> float | None:
+    """Apply ``ORCHESTRACE_SWITCH_INTERVAL`` (default :data:`DEFAULT_SWITCH_INTERVAL`).
+
+    Returns the interval applied, or None when Python's is kept (also when the value is
+    malformed: logged as a warning).
+    """
+    env = os.environ if environ is None else environ
+    try:
+        seconds = parse_switch_interval(env.get(SWITCH_INTERVAL_ENV, ""))
+    except SwitchIntervalError as exc:
+        log.warning("%s; keeping Python's thread switch interval", exc)
+        return None
+    if seconds is not None:
+        sys.setswitchinterval(seconds)
+    return seconds
+
+
+class ProcessSettings(NamedTuple):
+    """What :func:`tune_process` applied (None: Python's setting kept)."""
+
+    gc_threshold: tuple[int, ...] | None
+    switch_interval: float | None
+
+
+def tune_process(environ: Mapping[str, str] | None = None) -> ProcessSettings:
+    """Apply both interpreter settings the ``orchestrace`` command runs with."""
+    return ProcessSettings(tune_gc(environ), tune_switch_interval(environ))
