@@ -12,7 +12,7 @@ The thread switch interval: a thread waiting for the GIL asks its holder to drop
 after this long (Python: 5 ms). The agents' event loop shares the GIL with the exporter and
 metrics threads; when a model reply or a message is due while an exporter is encoding a
 batch, the agent waits up to the interval. At 1 ms the latency-bound bench's wall ratio
-dropped by 0.1–0.9 points (mean ~0.45) in seven same-day A/B comparisons, with no
+dropped by 0.1–0.9 points (mean ~0.4) in six same-day A/B comparisons, with no
 measurable cost to the CPU-bound one.
 
 The ``orchestrace`` command applies :func:`tune_process` (both settings) at start.
