@@ -27,10 +27,12 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Mapping
-from typing import Final, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Final, NamedTuple, TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 GC_THRESHOLD_ENV: Final = "ORCHESTRACE_GC_THRESHOLD"
 #: Young generation every 50,000 allocations (Python: 700); the older two as Python's
@@ -75,6 +77,25 @@ def parse_gc_threshold(raw: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in parts)
 
 
+def _tune(
+    environ: Mapping[str, str] | None,
+    name: str,
+    parse: Callable[[str], T | None],
+    apply: Callable[[T], object],
+    what: str,
+) -> T | None:
+    """Parse ``name`` from the environment and apply it; a malformed value is a warning."""
+    env = os.environ if environ is None else environ
+    try:
+        value = parse(env.get(name, ""))
+    except ValueError as exc:
+        log.warning("%s; keeping Python's %s", exc, what)
+        return None
+    if value is not None:
+        apply(value)
+    return value
+
+
 def tune_gc(environ: Mapping[str, str] | None = None) -> tuple[int, ...] | None:
     """Apply ``ORCHESTRACE_GC_THRESHOLD`` (default :data:`DEFAULT_GC_THRESHOLD`).
 
@@ -82,15 +103,13 @@ def tune_gc(environ: Mapping[str, str] | None = None) -> tuple[int, ...] | None:
     is malformed, which is logged as a warning rather than stopping a run over a tuning
     knob.
     """
-    env = os.environ if environ is None else environ
-    try:
-        threshold = parse_gc_threshold(env.get(GC_THRESHOLD_ENV, ""))
-    except GcSettingError as exc:
-        log.warning("%s; keeping Python's garbage-collector settings", exc)
-        return None
-    if threshold is not None:
-        gc.set_threshold(*threshold)
-    return threshold
+    return _tune(
+        environ,
+        GC_THRESHOLD_ENV,
+        parse_gc_threshold,
+        lambda threshold: gc.set_threshold(*threshold),
+        "garbage-collector settings",
+    )
 
 
 def parse_switch_interval(raw: str) -> float | None:
@@ -119,15 +138,13 @@ def tune_switch_interval(environ: Mapping[str, str] | None = None) -> float | No
     Returns the interval applied, or None when Python's is kept (also when the value is
     malformed: logged as a warning).
     """
-    env = os.environ if environ is None else environ
-    try:
-        seconds = parse_switch_interval(env.get(SWITCH_INTERVAL_ENV, ""))
-    except SwitchIntervalError as exc:
-        log.warning("%s; keeping Python's thread switch interval", exc)
-        return None
-    if seconds is not None:
-        sys.setswitchinterval(seconds)
-    return seconds
+    return _tune(
+        environ,
+        SWITCH_INTERVAL_ENV,
+        parse_switch_interval,
+        sys.setswitchinterval,
+        "thread switch interval",
+    )
 
 
 class ProcessSettings(NamedTuple):
