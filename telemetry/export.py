@@ -196,7 +196,7 @@ def _ids(ctx: SpanContext) -> str:
 def _trace_state(state: TraceState | None) -> str:
     if not state:
         return ""
-    return ',"traceState":' + _str(",".join([f"{k}={v}" for k, v in state.items()]))
+    return ',"traceState":' + _str(state.to_header())
 
 
 def _event(event: Event) -> str:

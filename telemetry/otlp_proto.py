@@ -29,6 +29,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.util.types import Attributes
 
+from telemetry.export import _INT64_MAX, _INT64_MIN
+
 __all__ = ["FastEncoder", "Unencodable", "encode_spans_protobuf"]
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,6 @@ _FIXED64: Final = struct.Struct("<Q").pack
 _FIXED32: Final = struct.Struct("<I").pack
 _DOUBLE: Final = struct.Struct("<d").pack
 _SMALL: Final = tuple(bytes((n,)) for n in range(128))
-_INT64_MIN: Final = -(1 << 63)
-_INT64_MAX: Final = (1 << 63) - 1
 _UINT64_MASK: Final = (1 << 64) - 1
 
 # Span flags (trace.proto SpanFlags): the parent's is_remote is known, and whether it is set.
@@ -156,7 +156,7 @@ def _span(span: ReadableSpan) -> bytes:
     ]
     state = ctx.trace_state
     if state:
-        parts.append(_text(b"\x1a", ",".join(f"{k}={v}" for k, v in state.items())))
+        parts.append(_text(b"\x1a", state.to_header()))
     parent = span.parent
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))

@@ -205,26 +205,38 @@ def _resource_attributes(resource: Resource | None) -> Mapping[str, AttrValue]:
     return converted
 
 
+def facts_of_readable_span(span: ReadableSpan) -> SpanFacts:
+    """What the summary reads of a finished SDK span (the live summary's per-span cost)."""
+    ctx = span.context
+    return SpanFacts(
+        ctx.trace_id.to_bytes(16, "big").hex() if ctx is not None else "",
+        span.start_time or 0,
+        span.end_time or 0,
+        _STATUS_NAME[span.status.status_code],
+        _sdk_attributes(span.attributes),
+    )
+
+
 def from_readable_span(span: ReadableSpan) -> SpanRecord:
-    """Convert a finished SDK span, every field (the live summary keeps only
-    :func:`facts_of_readable_span`)."""
+    """Convert a finished SDK span, every field: its :func:`facts_of_readable_span` and
+    the rest."""
+    facts = facts_of_readable_span(span)
     ctx = span.context
     parent = span.parent
-    status = span.status
     events = span.events
     links = span.links
-    # Positional arguments and ``int.to_bytes().hex()``: measurably cheaper on this hot path.
+    # Positional arguments and ``int.to_bytes().hex()``: measurably cheaper.
     return SpanRecord(
-        ctx.trace_id.to_bytes(16, "big").hex() if ctx is not None else "",
+        facts.trace_id,
         ctx.span_id.to_bytes(8, "big").hex() if ctx is not None else "",
         parent.span_id.to_bytes(8, "big").hex() if parent is not None else None,
         span.name,
         _KIND_NAME[span.kind],
-        span.start_time or 0,
-        span.end_time or 0,
-        _STATUS_NAME[status.status_code],
-        status.description or "",
-        _sdk_attributes(span.attributes),
+        facts.start_ns,
+        facts.end_ns,
+        facts.status,
+        span.status.description or "",
+        facts.attributes,
         tuple(
             [
                 LinkRecord(
@@ -241,18 +253,6 @@ def from_readable_span(span: ReadableSpan) -> SpanRecord:
         if events
         else (),
         _resource_attributes(span.resource),
-    )
-
-
-def facts_of_readable_span(span: ReadableSpan) -> SpanFacts:
-    """What the summary reads of a finished SDK span (the live summary's per-span cost)."""
-    ctx = span.context
-    return SpanFacts(
-        ctx.trace_id.to_bytes(16, "big").hex() if ctx is not None else "",
-        span.start_time or 0,
-        span.end_time or 0,
-        _STATUS_NAME[span.status.status_code],
-        _sdk_attributes(span.attributes),
     )
 
 
