@@ -1,4 +1,5 @@
-"""orchestrace's runtime: the hub, the agent loop, tools, models and the seed's scenarios.
+"""orchestrace's runtime (internal; users import ``orchestrace``): the hub, the agent loop,
+tools, teams, models and the built-in runs.
 
 Names are imported on first use (PEP 562), so ``import runtime.cli`` for ``orchestrace
 summary`` does not load the anthropic SDK.
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from runtime.errors import ConfigurationError, OrchestraceError, ToolError
     from runtime.hub import AgentState, DeliveryOutcome, Envelope, Hub, PostResult, WakeReason
     from runtime.models import AnthropicModel, ModelClient, ModelRequest
-    from runtime.scenarios import SCENARIOS, ScenarioResult, run_scenario, run_spawn, run_team
+    from runtime.scenarios import SCENARIOS, SPAWN, TEAM, ScenarioResult, run_scenario
     from runtime.scripted import ScriptedModel
     from runtime.subagents import Subagents, sleep_tool
     from runtime.tools import Tool, ToolCall, ToolOutcome
@@ -40,8 +41,8 @@ _HOMES: dict[str, str] = {
     "SCENARIOS": "runtime.scenarios",
     "ScenarioResult": "runtime.scenarios",
     "run_scenario": "runtime.scenarios",
-    "run_spawn": "runtime.scenarios",
-    "run_team": "runtime.scenarios",
+    "SPAWN": "runtime.scenarios",
+    "TEAM": "runtime.scenarios",
     "ScriptedModel": "runtime.scripted",
     "Subagents": "runtime.subagents",
     "sleep_tool": "runtime.subagents",
@@ -52,6 +53,8 @@ _HOMES: dict[str, str] = {
 
 __all__ = [
     "SCENARIOS",
+    "SPAWN",
+    "TEAM",
     "AgentResult",
     "AgentSpec",
     "AgentState",
@@ -76,8 +79,6 @@ __all__ = [
     "WakeReason",
     "run_agent",
     "run_scenario",
-    "run_spawn",
-    "run_team",
     "sleep_tool",
 ]
 

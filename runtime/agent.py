@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import structlog
 from anthropic.types import Message
 from opentelemetry.context import Context
 
@@ -29,10 +28,19 @@ from runtime.hub import (
 )
 from runtime.limits import Budget, LimitExceeded, RunLimits
 from runtime.models import ModelClient, ModelRequest
-from runtime.tools import SEND_MESSAGE, WAIT_FOR_MESSAGE, Tool, ToolCall, ToolOutcome
-from telemetry.spans import AgentSpan, RunTelemetry
+from runtime.tools import (
+    SEND_MESSAGE,
+    WAIT_FOR_MESSAGE,
+    AgentTool,
+    Tool,
+    ToolCall,
+    ToolContext,
+    ToolOutcome,
+)
+from telemetry.logs import bound_agent, get_logger
+from telemetry.spans import AgentSpan, RunTelemetry, ToolSpan
 
-log = structlog.get_logger("orchestrace.agent")
+log = get_logger("orchestrace.agent")
 
 NO_SENDERS_RESULT: Final = (
     "woke: no one can send you a message (every other agent has ended or is waiting)"
@@ -61,6 +69,8 @@ class RunContext:
     limits: RunLimits = field(default_factory=RunLimits)
     #: Set (to the signal's name) when the run is being interrupted, e.g. "SIGINT".
     interrupted: str | None = None
+    #: How each agent that has ended ended, by name, in the order they ended.
+    results: dict[str, AgentResult] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.budget = Budget(self.limits)
@@ -71,13 +81,21 @@ class RunContext:
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """Who an agent is and what it can do (the messaging tools are always added)."""
+    """Who an agent is and what it can do.
+
+    ``send_message`` and ``wait_for_message`` are added when ``messaging`` is true (agents
+    in a team). ``model``, ``max_turns`` and ``max_tokens`` override the run's settings.
+    """
 
     name: str
     role: str
     system: str
     first_user_turn: str
-    tools: Sequence[Tool] = ()
+    tools: Sequence[AgentTool] = ()
+    messaging: bool = True
+    model: str | None = None
+    max_turns: int | None = None
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,15 +111,23 @@ class AgentResult:
 async def run_agent(
     run: RunContext, spec: AgentSpec, *, parent: Context | None = None
 ) -> AgentResult:
-    """Run one agent to its end; never raises except when cancelled.
+    """Run one agent to its end and return how it ended.
 
     The agent must already be registered with the hub (so messages can reach it before its
-    first turn). ``parent`` is the context its ``invoke_agent`` span is a child of.
+    first turn); ``parent`` is the context its ``invoke_agent`` span is a child of. Anything
+    that goes wrong while it runs (a model error, a crashing tool, a run limit) ends the
+    agent with a state and reason in the result instead of raising.
+
+    Raises :class:`~runtime.hub.UnknownAgentError` if ``spec.name`` is not registered with
+    ``run.hub`` (no span is opened and no model call made), and ``asyncio.CancelledError``
+    when the task is cancelled (killed or interrupted; the span records which).
     """
+    run.hub.state(spec.name)  # UnknownAgentError before anything is recorded
     loop = _AgentLoop(run, spec)
+    model = spec.model or run.config.model
     with (
-        run.telemetry.agent(spec.name, spec.role, model=run.config.model, parent=parent) as span,
-        structlog.contextvars.bound_contextvars(agent=spec.name),
+        run.telemetry.agent(spec.name, spec.role, model=model, parent=parent) as span,
+        bound_agent(spec.name),
     ):
         return await loop.run(span)
 
@@ -121,14 +147,16 @@ class _AgentLoop:
         self.spec = spec
         self.hub = run.hub
         self.tel = run.telemetry
-        self.tools: dict[str, Tool] = {
-            t.name: t
-            for t in (
-                *spec.tools,
-                Tool(SEND_MESSAGE, self._send_message),
-                Tool(WAIT_FOR_MESSAGE, self._wait_for_message),
-            )
-        }
+        messaging = (
+            (Tool(SEND_MESSAGE, self._send_message), Tool(WAIT_FOR_MESSAGE, self._wait_for_message))
+            if spec.messaging
+            else ()
+        )
+        self.tools: dict[str, AgentTool] = {t.name: t for t in (*spec.tools, *messaging)}
+        config = run.config
+        self.model = spec.model or config.model
+        self.max_turns = spec.max_turns if spec.max_turns is not None else config.max_turns
+        self.max_tokens = spec.max_tokens if spec.max_tokens is not None else config.max_tokens
         self.turns = 0
         #: Messages rendered into the next request but not yet sent to the model. If the loop
         #: stops first (max_turns, a run limit, a kill while queued for a model slot), they
@@ -136,12 +164,12 @@ class _AgentLoop:
         self.unseen: list[Envelope] = []
 
     async def run(self, span: AgentSpan) -> AgentResult:
-        name, config = self.spec.name, self.ctx.config
+        name = self.spec.name
         messages: list[dict[str, Any]] = [{"role": "user", "content": self.spec.first_user_turn}]
         text = ""
         log.debug("agent started", role=self.spec.role)
         try:
-            for _ in range(config.max_turns):
+            for _ in range(self.max_turns):
                 response = await self._call_model(messages)
                 self.turns += 1
                 text = _text_of(response)
@@ -162,7 +190,7 @@ class _AgentLoop:
                         span, AgentState.DONE, f"stop_reason:{stop}", text, failed=True
                     )
             return self._finish(
-                span, AgentState.DONE, "max_turns", f"[{name} hit max_turns={config.max_turns}]"
+                span, AgentState.DONE, "max_turns", f"[{name} hit max_turns={self.max_turns}]"
             )
         except asyncio.CancelledError:
             if self.ctx.interrupted is not None:
@@ -197,7 +225,8 @@ class _AgentLoop:
         self.hub.settle()
         span.finish(final, reason, turns=self.turns, unread=len(unread), error=error, failed=failed)
         log.debug("agent ended", state=str(final), reason=reason, unread=len(unread))
-        return AgentResult(self.spec.name, final, reason, text)
+        result = self.ctx.results[self.spec.name] = AgentResult(self.spec.name, final, reason, text)
+        return result
 
     def _bounce(self, unread: list[Envelope], state: AgentState, span: AgentSpan) -> None:
         """Tell each sender whose message this agent never read (nothing is lost silently)."""
@@ -226,19 +255,19 @@ class _AgentLoop:
                 )
 
     async def _call_model(self, messages: list[dict[str, Any]]) -> Message:
-        config = self.ctx.config
         request = ModelRequest(
             agent=self.spec.name,
-            model=config.model,
-            max_tokens=config.max_tokens,
+            model=self.model,
+            max_tokens=self.max_tokens,
             system=self.spec.system,
             tools=[t.schema for t in self.tools.values()],
             messages=messages,
+            role=self.spec.role,
         )
         budget = self.ctx.budget
         async with budget.model_slot() as queued:
             with self.tel.chat(
-                self.spec.name, self.spec.role, model=config.model, max_tokens=config.max_tokens
+                self.spec.name, self.spec.role, model=self.model, max_tokens=self.max_tokens
             ) as call:
                 call.record_queue(queued)
                 call.record_prompt(self.spec.system, messages)
@@ -264,7 +293,7 @@ class _AgentLoop:
             result: dict[str, Any] = {
                 "type": "tool_result",
                 "tool_use_id": call.id,
-                "content": outcome.text,
+                "content": outcome.text if outcome.blocks is None else list(outcome.blocks),
             }
             if outcome.is_error:
                 result["is_error"] = True
@@ -277,7 +306,12 @@ class _AgentLoop:
                     "text": "(stop_reason was tool_use but no tool was called)" + inbox,
                 }
             ]
-        results[-1]["content"] += inbox  # ← the seed's key line
+        last = results[-1]
+        if isinstance(last["content"], list):
+            if inbox:
+                last["content"].append({"type": "text", "text": inbox.lstrip()})
+        else:
+            last["content"] += inbox  # ← the original cookbook's key line
         return results
 
     async def _run_tool(self, call: ToolCall) -> ToolOutcome:
@@ -291,8 +325,7 @@ class _AgentLoop:
                         f"unknown tool {call.name!r}; available: {', '.join(self.tools)}",
                         kind="unknown_tool",
                     )
-                tool.validate(call.input)
-                text = await tool.handler(call)
+                outcome = await tool.invoke(call, self._tool_context(call, span))
             except ToolError as exc:
                 outcome = ToolOutcome(f"error: {exc}", is_error=True)
                 span.record_result(outcome.text, error_type=exc.kind)
@@ -304,8 +337,21 @@ class _AgentLoop:
                 span.record_exception(exc)
                 span.record_result(outcome.text, error_type=type(exc).__name__)
                 return outcome
-            span.record_result(text)
-            return ToolOutcome(text)
+            span.record_result(outcome.text)
+            return outcome
+
+    def _tool_context(self, call: ToolCall, span: ToolSpan) -> ToolContext:
+        hub = self.hub
+        return ToolContext(
+            agent=self.spec.name,
+            role=self.spec.role,
+            run_id=self.tel.run_id,
+            call_id=call.id,
+            span=span.span,
+            _send=self.send,
+            _states=lambda: {n: str(s) for n, s in hub.states().items()},
+            _sleep=self.ctx.config.sleep,
+        )
 
     def _deliver(self, *, via: str) -> str:
         envelopes = self.hub.drain(self.spec.name)
@@ -317,9 +363,14 @@ class _AgentLoop:
 
     # --- the two messaging tools -----------------------------------------------------------
     async def _send_message(self, call: ToolCall) -> str:
+        return await self.send(call.input["recipient_ids"], call.input["content"])
+
+    async def send(self, recipient_ids: Sequence[str], content: str) -> str:
+        """Post ``content`` to each recipient with a ``send`` span; the send_message result."""
         name = self.spec.name
-        recipients: list[str] = list(dict.fromkeys(call.input["recipient_ids"]))
-        content: str = call.input["content"]
+        recipients: list[str] = list(dict.fromkeys(recipient_ids))
+        if not recipients:
+            raise ToolError("no recipient given", kind="invalid_recipient")
         too_large = self.ctx.budget.check_message(content)
         if too_large is not None:
             raise ToolError(f"message not sent: {too_large}", kind="too_large")

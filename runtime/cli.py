@@ -1,4 +1,4 @@
-"""The ``orchestrace`` command: run a scenario, or summarise a recorded run."""
+"""The ``orchestrace`` command: run a team (built-in or yours), or summarise a recorded run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
-from runtime.defaults import MODEL_ENV, SCENARIO_NAMES, default_model
+from runtime.defaults import DEFAULT_SPANS_FILE, MODEL_ENV, SCENARIO_NAMES, default_model
+from runtime.errors import ConfigurationError
 from runtime.limits import (
     DEFAULT_MAX_AGENTS,
     DEFAULT_MAX_CONCURRENT_CALLS,
@@ -25,14 +26,12 @@ from runtime.process import tune_process
 from telemetry.setup import DEFAULT_SERVICE_NAME
 
 if TYPE_CHECKING:
-    from runtime.agent import RunContext
-    from runtime.models import ModelClient
-    from runtime.scenarios import ScenarioResult
+    from runtime.agent import AgentResult, RunContext
+    from runtime.teams import Team
 
 # The anthropic SDK, the OTel exporters and the agent loop are imported by the command that
 # needs them: `orchestrace summary` starts in a fraction of the time `run` needs.
 
-DEFAULT_SPANS_FILE: Final = "orchestrace-spans.jsonl"
 
 EPILOG: Final = """\
 environment:
@@ -57,9 +56,17 @@ environment:
 RUN_EPILOG: Final = (
     EPILOG
     + """
+examples:
+  orchestrace run spawn                      the built-in runs: spawn, team
+  orchestrace run my_team.py                 the one Team defined in my_team.py
+  orchestrace run my_team.py:research        the Team (or function returning one) named research
+  orchestrace run mypkg.teams:research --task "What is a span link?"
+
 exit status:
   0 the lead finished (end_turn); 1 the lead was stopped (a limit, max_turns, a refusal,
-  max_tokens, a crash: "run incomplete: ..." says which); 130 / 143 after SIGINT / SIGTERM
+  max_tokens, a crash: "run incomplete: ..." says which) or your module raised while
+  loading (its traceback is shown); 2 bad arguments, no such file or team, or a team that
+  cannot run offline; 130 / 143 after SIGINT / SIGTERM
 """
 )
 
@@ -85,11 +92,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="run a scenario (team or spawn) with live output and a summary",
+        help="run a team (built-in or your own) with live output and a summary",
+        description="Run a team with live output, then print its summary. TARGET is a "
+        f"built-in run ({', '.join(SCENARIO_NAMES)}), a Python file (path/to/file.py) or an "
+        "importable module (package.module), optionally with :NAME naming a Team, an "
+        "Agent or a function returning one. Offline (no ANTHROPIC_API_KEY, or --offline) "
+        "the agents play their scripts (Agent(script=...)).",
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("scenario", choices=SCENARIO_NAMES, help="which of the seed's runs")
+    run.add_argument(
+        "target",
+        metavar="TARGET",
+        help=f"{' | '.join(SCENARIO_NAMES)} | FILE.py[:NAME] | MODULE[:NAME]",
+    )
+    run.add_argument(
+        "--task",
+        default=None,
+        help="the lead's task (default: the lead's own Agent(task=...))",
+    )
     run.add_argument(
         "--offline",
         action="store_true",
@@ -200,16 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def choose_model(offline: bool, latency: float, scale: float) -> ModelClient:
-    """The real client when ANTHROPIC_API_KEY is set (and not --offline), else scripted."""
-    from runtime.models import AnthropicModel
-    from runtime.scripted import ScriptedModel
-
-    if not offline and os.environ.get("ANTHROPIC_API_KEY"):
-        return AnthropicModel()
-    return ScriptedModel(latency=latency, sleep=_scaled_sleep(scale))
-
-
 def _scaled_sleep(scale: float) -> Callable[[float], Awaitable[None]]:
     async def sleep(seconds: float) -> None:
         await asyncio.sleep(seconds * scale)
@@ -219,16 +230,30 @@ def _scaled_sleep(scale: float) -> Callable[[float], Awaitable[None]]:
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     """``orchestrace run``: returns the exit code."""
-    from runtime.agent import RunConfig, RunContext
-    from runtime.hub import AgentState, Hub
+    from runtime.agent import RunConfig
+    from runtime.hub import AgentState
+    from runtime.loader import UserCodeError, load_team
+    from runtime.runner import choose_model, new_run
     from telemetry.live import LiveView
     from telemetry.logs import configure_logging
     from telemetry.setup import setup_telemetry
-    from telemetry.spans import RunTelemetry
     from telemetry.summary import SummaryProcessor
 
     configure_logging(args.log_level)
-    model = choose_model(args.offline, args.latency, args.time_scale)
+    try:
+        team = load_team(args.target)
+        model = choose_model(
+            team,
+            offline=args.offline,
+            latency=args.latency,
+            sleep=_scaled_sleep(args.time_scale),
+        )
+    except ConfigurationError as exc:
+        sys.stderr.write(f"orchestrace run: {exc}\n")
+        return 2
+    except UserCodeError as exc:
+        sys.stderr.write(exc.traceback_text)
+        return 1
     spans_file = Path(args.spans_file) if args.spans_file else None
     live = None if args.quiet else LiveView(out)
     summary = SummaryProcessor()
@@ -244,15 +269,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"model: {model_name} via the Anthropic API\n")
     if telemetry.exporters:
         out.write(f"telemetry: {', '.join(telemetry.exporters)}\n")
-    run = RunContext(
-        hub=Hub(),
-        model=model,
-        telemetry=RunTelemetry(
-            run_id=uuid.uuid4().hex,
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-            content=telemetry.content,
-        ),
+    run = new_run(
+        model,
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        content=telemetry.content,
+        run_id=uuid.uuid4().hex,
         config=RunConfig(
             model=model_name,
             max_tokens=args.max_tokens,
@@ -275,16 +297,16 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"trace id: {trace_id}\n\n")
         out.flush()
 
-    result: ScenarioResult | None = None
+    result: AgentResult | None = None
     try:
-        result = asyncio.run(_run_interruptible(args.scenario, run, started))
+        result = asyncio.run(_run_interruptible(team, args.task, run, started))
     except asyncio.CancelledError:
         if run.interrupted is None:
             raise
     finally:
         telemetry.shutdown()
     if result is not None:
-        out.write(f"\n[lead final answer]\n{result.lead.text}\n\n")
+        out.write(f"\n[lead final answer]\n{result.text}\n\n")
     else:
         out.write(f"\n[interrupted by {run.interrupted}]\n\n")
     if telemetry.enabled and trace_ids:
@@ -298,7 +320,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     if result is None:
         return 128 + _SIGNALS[run.interrupted or "SIGINT"]
-    lead = result.lead
+    lead = result
     if lead.state is AgentState.DONE and lead.reason == "end_turn":
         return 0
     # A lead stopped by a limit, max_turns, a refusal or a crash did not finish its task:
@@ -312,24 +334,24 @@ _SIGNALS: Final = {"SIGINT": int(signal.SIGINT), "SIGTERM": int(signal.SIGTERM)}
 
 
 async def _run_interruptible(
-    scenario: str, run: RunContext, started: Callable[[str], None]
-) -> ScenarioResult:
-    """Run ``scenario``; SIGINT/SIGTERM cancel it so every span ends saying why."""
-    from runtime.scenarios import run_scenario
+    team: Team, task: str | None, run: RunContext, started: Callable[[str], None]
+) -> AgentResult:
+    """Run ``team``; SIGINT/SIGTERM cancel it so every span ends saying why."""
+    from runtime.runner import execute
 
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
+    current = asyncio.current_task()
+    assert current is not None
 
     def interrupt(name: str) -> None:
         if run.interrupted is None:
             run.interrupted = name
-            task.cancel()
+            current.cancel()
 
     for name, number in _SIGNALS.items():
         loop.add_signal_handler(number, interrupt, name)
     try:
-        return await run_scenario(scenario, run, on_start=started)
+        return await execute(team, run, task=task, on_start=started)
     finally:
         for number in _SIGNALS.values():
             loop.remove_signal_handler(number)

@@ -13,10 +13,14 @@ from typing import Final
 DEFAULT_MODEL: Final = "claude-opus-4-8"
 MODEL_ENV: Final = "ORCHESTRACE_MODEL"
 
-#: The seed's two runs; ``runtime.scenarios.SCENARIOS`` maps each to its function.
+#: The built-in runs; ``runtime.scenarios.SCENARIOS`` maps each to its Team.
 SCENARIO_NAMES: Final = ("spawn", "team")
+
+#: The spans file a run writes (the command's default; ``orchestrace.run``'s when it sets
+#: telemetry up itself).
+DEFAULT_SPANS_FILE: Final = "orchestrace-spans.jsonl"
 
 
 def default_model() -> str:
-    """The model named by ``ORCHESTRACE_MODEL``, else the seed's default."""
+    """The model named by ``ORCHESTRACE_MODEL``, else the default model."""
     return os.environ.get(MODEL_ENV) or DEFAULT_MODEL

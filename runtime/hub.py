@@ -170,7 +170,7 @@ class Hub:
         self._roles: dict[str, str] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
         self._no_senders: set[str] = set()
-        self._name_ids = itertools.count(1)
+        self._name_ids: dict[str, Iterator[int]] = {}
         self._message_ids = itertools.count(1)
         self._listeners: list[StateListener] = []
         self._live = 0
@@ -193,9 +193,11 @@ class Hub:
         self._set(name, AgentState.ACTIVE)
 
     def new_name(self, prefix: str = "helper", role: str = "helper") -> str:
-        """Register and return the next free name ``{prefix}{n}`` (helper1, helper2, ...)."""
+        """Register and return the next free name ``{prefix}{n}`` (helper1, helper2, ...);
+        each prefix counts on its own (researcher1, critic1, researcher2)."""
+        ids = self._name_ids.setdefault(prefix, itertools.count(1))
         while True:
-            name = f"{prefix}{next(self._name_ids)}"
+            name = f"{prefix}{next(ids)}"
             if name not in self._states:
                 self.register(name, role)
                 return name

@@ -35,6 +35,8 @@ class ModelRequest:
     system: str
     tools: Sequence[dict[str, Any]]
     messages: Sequence[dict[str, Any]]
+    #: The agent's role: ``lead``, ``member``, or the template a spawned agent came from.
+    role: str = ""
 
 
 class ModelClient(Protocol):

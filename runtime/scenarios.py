@@ -1,17 +1,22 @@
-"""The seed's two runs: a fixed three-agent ``team`` and a lead that ``spawn``s helpers."""
+"""The original cookbook's two runs as :class:`~runtime.teams.Team` definitions: a fixed
+three-agent ``team`` and a lead that ``spawn``s sleeping helpers.
+
+Both are written with the same API users have (``Agent``, ``Team``, scripts for the offline
+model) and run like any user team.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from runtime.agent import AgentResult, AgentSpec, RunContext, run_agent
-from runtime.subagents import Subagents
-from telemetry.spans import current_context
+from runtime.agent import AgentResult, RunContext
+from runtime.scripted import spawn_helper, spawn_lead, team_lead, team_member
+from runtime.subagents import HELPER_TEMPLATE
+from runtime.teams import Agent, Team
 
-TEAM_SYSTEM: Final = "You are {name}, one of 3 agents working together (peers: {peers})."
 TEAM_TASKS: Final = {
     "lead": "You are the lead. Introduce yourself to the others. Once everyone has introduced "
     "themselves, finish with a one-sentence summary of the team.",
@@ -28,8 +33,24 @@ SPAWN_TASK: Final = (
     "then dismiss all three helpers. Finish with a one-line summary."
 )
 
-#: How long team members may go on after the lead has ended before they are cancelled.
-TEAM_GRACE_SECONDS: Final = 10.0
+#: Lead + helper1 (Ada) + helper2 (Bo) introduce themselves; the lead sums up.
+TEAM: Final = Team(
+    "team",
+    [
+        Agent("lead", task=TEAM_TASKS["lead"], script=team_lead),
+        Agent("helper1", task=TEAM_TASKS["helper1"], script=team_member),
+        Agent("helper2", task=TEAM_TASKS["helper2"], script=team_member),
+    ],
+)
+
+#: The lead spawns three sleeping helpers, polls, collects and kills them.
+SPAWN: Final = Team(
+    "spawn",
+    [Agent("lead", "You are the lead.", task=SPAWN_TASK, script=spawn_lead)],
+    templates=[dataclasses.replace(HELPER_TEMPLATE, script=spawn_helper)],
+)
+
+SCENARIOS: Final[dict[str, Team]] = {"team": TEAM, "spawn": SPAWN}
 
 
 @dataclass(frozen=True)
@@ -39,73 +60,13 @@ class ScenarioResult:
     lead: AgentResult
 
 
-async def run_team(run: RunContext) -> ScenarioResult:
-    """Part 1: lead + helper1 (Ada) + helper2 (Bo) introduce themselves; the lead sums up."""
-    hub = run.hub
-    names = list(TEAM_TASKS)
-    for name in names:
-        hub.register(name, role="lead" if name == "lead" else "member")
-    parent = current_context()
-
-    def spec(name: str) -> AgentSpec:
-        peers = [p for p in names if p != name]
-        return AgentSpec(
-            name=name,
-            role=hub.role(name),
-            system=TEAM_SYSTEM.format(name=name, peers=peers),
-            first_user_turn=TEAM_TASKS[name],
-        )
-
-    members = [
-        asyncio.create_task(run_agent(run, spec(n), parent=parent), name=f"agent {n}")
-        for n in names[1:]
-    ]
-    try:
-        lead = await run_agent(run, spec("lead"), parent=parent)
-        # Members still working may answer the lead's last message; then they are dismissed.
-        await asyncio.wait(members, timeout=TEAM_GRACE_SECONDS)
-    finally:
-        for task in members:
-            task.cancel()
-        await asyncio.gather(*members, return_exceptions=True)
-    return ScenarioResult(lead)
-
-
-async def run_spawn(run: RunContext) -> ScenarioResult:
-    """Part 2: the lead spawns three sleeping helpers, polls, collects and kills them."""
-    run.hub.register("lead", role="lead")
-    subagents = Subagents(run)
-    spec = AgentSpec(
-        name="lead",
-        role="lead",
-        system="You are the lead.",
-        first_user_turn=SPAWN_TASK,
-        tools=subagents.tools(),
-    )
-    try:
-        lead = await run_agent(run, spec)
-    finally:
-        await subagents.shutdown()
-    return ScenarioResult(lead)
-
-
-SCENARIOS: Final[dict[str, Callable[[RunContext], Awaitable[ScenarioResult]]]] = {
-    "team": run_team,
-    "spawn": run_spawn,
-}
-
-
 async def run_scenario(
     name: str, run: RunContext, *, on_start: Callable[[str], None] | None = None
 ) -> ScenarioResult:
-    """Run scenario ``name`` inside its ``invoke_workflow`` root span.
+    """Run built-in scenario ``name`` inside its ``invoke_workflow`` root span.
 
     ``on_start`` is called with the run's trace id (32 hex digits) once the span is open.
     """
-    with run.telemetry.workflow(name, backend=run.model.backend) as span:
-        if on_start is not None:
-            on_start(format(span.get_span_context().trace_id, "032x"))
-        try:
-            return await SCENARIOS[name](run)
-        finally:
-            run.hub.retire()
+    from runtime.runner import execute
+
+    return ScenarioResult(await execute(SCENARIOS[name], run, on_start=on_start))

@@ -1,10 +1,11 @@
-"""The offline scripted model: believable conversations for both scenarios, no API key.
+"""The offline scripted model: your team's conversations without an API key.
 
-:class:`ScriptedModel` answers each request with a real ``anthropic.types.Message`` chosen
-by a small policy that reads the conversation so far — what tools the agent has, which
-messages it has received, what its tools returned — so messages really flow through the
-hub, helpers really sleep, and the lead really waits for reports. Token usage is estimated
-from the request size, with the system prompt and tools counted as a cached prefix.
+:class:`ScriptedModel` answers each request with a real ``anthropic.types.Message``. What it
+says comes from a script per agent: a list of :class:`Reply` (one per turn) or a function
+of the :class:`Conversation` so far (what tools the agent has, which messages it received,
+what its tools returned), so messages really flow through the hub and tools really run.
+Token usage is estimated from the request size, with the system prompt and tools counted
+as a cached prefix.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import asyncio
 import itertools
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from anthropic.types import Message, TextBlock, ToolUseBlock, Usage
 
@@ -39,7 +40,16 @@ SPAWN_BASE_INSTRUCTION: Final = (
 
 @dataclass(frozen=True)
 class Reply:
-    """What the scripted model says next: blocks of text and tool calls, and a stop reason."""
+    """What the scripted model says next: text, at most one tool call, and a stop reason.
+
+    Build replies with :meth:`call` and :meth:`say`::
+
+        script = [
+            Reply.call("lookup", topic="tracing"),
+            Reply.call("send_message", recipient_ids=["planner"], content="found 3 notes"),
+            Reply.say("Done."),
+        ]
+    """
 
     text: str = ""
     tool: str | None = None
@@ -47,6 +57,16 @@ class Reply:
     stop_reason: str = "tool_use"
     #: Relative thinking time; 1.0 is the model's base latency.
     think: float = 1.0
+
+    @classmethod
+    def call(cls, tool: str, /, *, text: str = "", think: float = 1.0, **tool_input: Any) -> Reply:
+        """Call ``tool`` with ``tool_input`` (``text`` is said before the call)."""
+        return cls(text=text, tool=tool, tool_input=tool_input, think=think)
+
+    @classmethod
+    def say(cls, text: str, *, think: float = 1.0) -> Reply:
+        """End the turn with ``text`` (for a lead: the run's final answer)."""
+        return cls(text=text, stop_reason="end_turn", think=think)
 
 
 class Conversation:
@@ -56,6 +76,16 @@ class Conversation:
         self.request = request
         self.tools = {t["name"] for t in request.tools}
         self.turn = sum(1 for m in request.messages if m["role"] == "assistant")
+
+    @property
+    def agent(self) -> str:
+        """The name of the agent making the request."""
+        return self.request.agent
+
+    @property
+    def role(self) -> str:
+        """Its role: ``lead``, ``member`` or the template it was spawned from."""
+        return self.request.role
 
     def _user_texts(self) -> Iterator[str]:
         """Text of every user turn after the instructions (tool results, deliveries)."""
@@ -215,6 +245,27 @@ def spawn_helper(conv: Conversation) -> Reply:
 
 Policy = Callable[[Conversation], Reply]
 
+#: What an agent says offline: one :class:`Reply` per turn, or a function of the conversation.
+Script: TypeAlias = Sequence[Reply] | Policy
+
+#: What a list script says once it has run out: end the turn, say nothing more.
+SCRIPT_ENDED: Final = Reply(stop_reason="end_turn")
+
+
+def as_policy(script: Script) -> Policy:
+    """A script as a policy: a list plays its replies in turn order, then ends the turn."""
+    if callable(script):
+        return script
+    replies = tuple(script)
+    for reply in replies:
+        if not isinstance(reply, Reply):
+            raise TypeError(f"a script is a list of Reply values, got {type(reply).__name__}")
+
+    def policy(conv: Conversation) -> Reply:
+        return replies[conv.turn] if conv.turn < len(replies) else SCRIPT_ENDED
+
+    return policy
+
 
 def choose_policy(conv: Conversation) -> Policy:
     """Pick the script by the agent's tools and name."""
@@ -261,8 +312,22 @@ class _HistoryTokens:
 class ScriptedModel:
     """A :class:`~runtime.models.ModelClient` that needs no network or API key.
 
-    ``latency`` is the base seconds per call, slept through the injectable ``sleep``.
-    ``policy`` overrides the built-in scripts (tests use it to script odd stop reasons).
+    Example::
+
+        model = ScriptedModel(scripts={
+            "planner": [Reply.call("send_message", recipient_ids=["researcher"],
+                                   content="Find notes on tracing."),
+                        Reply.call("wait_for_message"),
+                        Reply.say("Tracing: one trace per run.")],
+            "researcher": lambda conv: ...,   # a function of the Conversation
+        })
+
+    ``scripts`` maps an agent's name — or, for spawned agents, their template's name — to
+    its :data:`Script`. ``policy`` answers for every agent instead (or for agents without a
+    script). With neither, the original cookbook's two runs are played. ``latency`` is the
+    base seconds per call, slept through the injectable ``sleep``.
+
+    Raises ``KeyError`` from :meth:`create` for an agent with no script and no policy.
     """
 
     backend: Final = "scripted"
@@ -273,10 +338,12 @@ class ScriptedModel:
         latency: float = 0.25,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         policy: Policy | None = None,
+        scripts: Mapping[str, Script] | None = None,
     ) -> None:
         self.latency = latency
         self._sleep = sleep
         self._policy = policy
+        self._scripts = {name: as_policy(s) for name, s in (scripts or {}).items()}
         self._ids = itertools.count(1)
         self._history = _HistoryTokens()
         self.calls = 0
@@ -294,9 +361,19 @@ class ScriptedModel:
     def respond(self, request: ModelRequest) -> tuple[Reply, Message]:
         """The scripted answer to ``request``, at once (also used to drive a fake API)."""
         conv = Conversation(request)
-        reply = (self._policy or choose_policy(conv))(conv)
+        reply = self._policy_for(conv)(conv)
         self.calls += 1
         return reply, self._message(request, conv, reply)
+
+    def _policy_for(self, conv: Conversation) -> Policy:
+        scripted = self._scripts.get(conv.agent) or self._scripts.get(conv.role)
+        if scripted is not None:
+            return scripted
+        if self._policy is not None:
+            return self._policy
+        if self._scripts:
+            raise KeyError(f"the scripted model has no script for agent {conv.agent!r}")
+        return choose_policy(conv)
 
     def _message(self, request: ModelRequest, conv: Conversation, reply: Reply) -> Message:
         n = next(self._ids)

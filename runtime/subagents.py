@@ -1,22 +1,34 @@
-"""The lead's subagent tools (create_subagents, get_status, kill_subagents) and ``sleep``."""
+"""The lead's subagent tools (create_subagents, get_status, kill_subagents) over agent
+templates, and the built-in ``sleep`` tool."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from runtime.agent import AgentResult, AgentSpec, RunContext, run_agent
 from runtime.errors import ToolError
 from runtime.hub import AgentState
 from runtime.limits import LimitExceeded
-from runtime.tools import CREATE_SUBAGENTS, GET_STATUS, KILL_SUBAGENTS, SLEEP, Tool, ToolCall
+from runtime.teams import Agent, spawned_system_prompt
+from runtime.tools import (
+    CREATE_SUBAGENTS,
+    GET_STATUS,
+    KILL_SUBAGENTS,
+    SLEEP,
+    Schema,
+    Tool,
+    ToolCall,
+    ToolContext,
+)
 from telemetry.spans import current_context
 
 HELPER_ROLE = "helper"
 
 
 def sleep_tool(sleep: Callable[[float], Awaitable[None]]) -> Tool:
-    """The seed's ``sleep(seconds)`` tool, sleeping through the injected ``sleep``."""
+    """The original cookbook's ``sleep(seconds)`` tool, sleeping through ``sleep``."""
 
     async def _sleep(call: ToolCall) -> str:
         seconds = int(call.input["seconds"])
@@ -26,17 +38,65 @@ def sleep_tool(sleep: Callable[[float], Awaitable[None]]) -> Tool:
     return Tool(SLEEP, _sleep)
 
 
-class Subagents:
-    """The helpers one lead has spawned, and the tools the lead uses to manage them."""
+async def _sleep_on_run_clock(call: ToolCall, context: ToolContext) -> str:
+    seconds = int(call.input["seconds"])
+    await context.sleep(seconds)
+    return f"slept {seconds}s"
 
-    def __init__(self, run: RunContext) -> None:
+
+#: ``sleep(seconds)`` on the run's clock (``--time-scale``), for team definitions.
+SLEEP_TOOL = Tool(SLEEP, _sleep_on_run_clock, takes_context=True)
+
+#: The original cookbook's helper: no instructions of its own, one ``sleep`` tool.
+HELPER_TEMPLATE = Agent(HELPER_ROLE, tools=[SLEEP_TOOL])
+
+
+def create_subagents_schema(templates: Sequence[Agent]) -> Schema:
+    """The ``create_subagents`` schema; with several templates the lead picks one."""
+    if len(templates) < 2:
+        return CREATE_SUBAGENTS
+    listing = "; ".join(
+        f"{t.name}: {t.instructions.strip().splitlines()[0]}" if t.instructions.strip() else t.name
+        for t in templates
+    )
+    schema: dict[str, Any] = {
+        **CREATE_SUBAGENTS,
+        "description": CREATE_SUBAGENTS["description"]
+        + " Each is an instance of `template`, named after it (researcher1, researcher2, "
+        f"...). Templates: {listing}.",
+    }
+    input_schema = dict(CREATE_SUBAGENTS["input_schema"])
+    input_schema["properties"] = {
+        "template": {"type": "string", "enum": [t.name for t in templates]},
+        **input_schema["properties"],
+    }
+    input_schema["required"] = ["template", *input_schema["required"]]
+    schema["input_schema"] = input_schema
+    return schema
+
+
+class Subagents:
+    """The agents one lead has spawned from its templates, and the tools to manage them.
+
+    ``templates`` default to the original cookbook's sleeping ``helper``.
+    """
+
+    def __init__(
+        self,
+        run: RunContext,
+        templates: Sequence[Agent] | None = None,
+        *,
+        spawner: str = "lead",
+    ) -> None:
         self.run = run
+        self.templates = {t.name: t for t in (templates or (HELPER_TEMPLATE,))}
+        self.spawner = spawner
         self.tasks: dict[str, asyncio.Task[AgentResult]] = {}
 
     def tools(self) -> list[Tool]:
         """create_subagents, get_status and kill_subagents bound to this lead."""
         return [
-            Tool(CREATE_SUBAGENTS, self._create),
+            Tool(create_subagents_schema(list(self.templates.values())), self._create),
             Tool(GET_STATUS, self._status),
             Tool(KILL_SUBAGENTS, self._kill),
         ]
@@ -44,30 +104,34 @@ class Subagents:
     async def _create(self, call: ToolCall) -> str:
         base: str = call.input["base_instruction"]
         per: list[str] = call.input.get("per_subagent_instructions") or [""]
+        template = self.templates[call.input.get("template") or next(iter(self.templates))]
         hub = self.run.hub
         try:
             self.run.budget.check_spawn(len(list(hub)), len(per))
         except LimitExceeded as exc:
             raise ToolError(str(exc), kind="limit") from exc
-        # Helpers are children of this execute_tool span: pass its context explicitly.
+        # Spawned agents are children of this execute_tool span: pass its context explicitly.
         parent = current_context()
         spawned = []
         for suffix in per:
-            name = hub.new_name("helper", role=HELPER_ROLE)
+            name = hub.new_name(template.name, role=template.name)
             spec = AgentSpec(
                 name=name,
-                role=HELPER_ROLE,
-                system=f"You are {name}, a helper.",
+                role=template.name,
+                system=spawned_system_prompt(name, template),
                 first_user_turn=f"{base}\n\n{suffix}".strip(),
-                tools=[sleep_tool(self.run.config.sleep)],
+                tools=template.agent_tools,
+                model=template.model,
+                max_turns=template.max_turns,
+                max_tokens=template.max_tokens,
             )
             self.tasks[name] = asyncio.create_task(
                 run_agent(self.run, spec, parent=parent), name=f"agent {name}"
             )
             spawned.append(name)
-        # Let each helper start (open its span, reach its first model call) before the lead
-        # goes on: a kill in the same response would otherwise cancel a task that never ran,
-        # leaving no span and no record of the helper.
+        # Let each spawned agent start (open its span, reach its first model call) before
+        # the lead goes on: a kill in the same response would otherwise cancel a task that
+        # never ran, leaving no span and no record of the agent.
         await asyncio.sleep(0)
         return f"spawned: {', '.join(spawned)}"
 
@@ -102,5 +166,5 @@ class Subagents:
         await asyncio.gather(*(self.tasks[n] for n in names), return_exceptions=True)
 
     async def shutdown(self) -> None:
-        """Kill every helper still running (the lead has ended); leaves no task behind."""
+        """Kill every spawned agent still running (the lead has ended); leaves no task."""
         await self._cancel([n for n, t in self.tasks.items() if not t.done()])

@@ -41,9 +41,10 @@ SHUTDOWN_TIMEOUT = 1.0  # ORCHESTRACE_SHUTDOWN_TIMEOUT for these runs
 EXIT_BOUND = 5.0
 FAULTS = [("down", "grpc"), ("error", "grpc"), ("stall", "http/protobuf")]
 RUNS = [("ok", "grpc"), *FAULTS]  # a healthy collector is the control
-#: Processes still running this long after launch are killed (and fail the exit test):
-#: interpreter startup, three at once, plus EXIT_BOUND.
-DEADLINE = 8.0
+#: Processes still running this long after launch are killed (and fail the exit test). A
+#: hang detector only: four interpreters start at once, and on a loaded 2-core machine that
+#: alone took longer than 8 s. The exit bound above is measured from the run's start.
+DEADLINE = 120.0
 CLI_RUN = [sys.executable, "-m", "runtime.cli", "run", "spawn", "--quiet", "--time-scale", "0"]
 CLI_RUN += ["--latency", "0"]
 

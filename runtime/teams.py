@@ -1,0 +1,290 @@
+"""Agent and Team definitions, and running a team inside a run.
+
+A :class:`Team` names its agents, its lead (whose final answer is the run's answer) and
+the agent templates the lead may spawn with ``create_subagents``. Definitions are plain,
+immutable values: one team can be run any number of times, concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from runtime.agent import AgentResult, AgentSpec, RunContext, run_agent
+from runtime.errors import ConfigurationError
+from runtime.hub import SYSTEM_SENDER
+from runtime.scripted import Script
+from runtime.tools import (
+    CREATE_SUBAGENTS,
+    GET_STATUS,
+    KILL_SUBAGENTS,
+    SEND_MESSAGE,
+    WAIT_FOR_MESSAGE,
+    AgentTool,
+    as_tool,
+)
+from telemetry.spans import current_context
+
+#: Tool names the runtime gives agents itself; a user tool may not take them.
+RESERVED_TOOL_NAMES: Final = frozenset(
+    s["name"]
+    for s in (SEND_MESSAGE, WAIT_FOR_MESSAGE, CREATE_SUBAGENTS, GET_STATUS, KILL_SUBAGENTS)
+)
+
+#: The first user turn of a team member that was given no task of its own.
+DEFAULT_MEMBER_TASK: Final = (
+    "Wait for messages from your team (wait_for_message) and do what they ask; reply with "
+    "send_message."
+)
+
+#: How long team members may go on after the lead has ended before they are cancelled.
+DEFAULT_GRACE_SECONDS: Final = 10.0
+
+
+def check_agent_name(name: object, what: str = "agent name") -> str:
+    """``name`` if it can name an agent, else :class:`ConfigurationError` saying why.
+
+    A name is a non-empty string of letters, digits, ``_``, ``-`` and ``.`` (it appears in
+    span names, metric labels and the messages other agents address).
+    """
+    if not isinstance(name, str):
+        raise ConfigurationError(f"{what} must be a string, got {type(name).__name__}")
+    if not name:
+        raise ConfigurationError(f"{what} is empty")
+    bad = [c for c in name if not (c.isalnum() or c in "_-.")]
+    if bad:
+        shown = ", ".join(
+            repr(c) if c.isprintable() else unicodedata.name(c, hex(ord(c))) for c in bad
+        )
+        raise ConfigurationError(
+            f"{what} {name!r} may contain only letters, digits, '_', '-' and '.' (not {shown})"
+        )
+    if name == SYSTEM_SENDER:
+        raise ConfigurationError(f"{what} {name!r} is reserved for the runtime's notices")
+    return name
+
+
+@dataclass(frozen=True)
+class Agent:
+    """One agent: a name, instructions (its system prompt) and tools.
+
+    Example::
+
+        researcher = Agent(
+            "researcher",
+            "You research topics with the lookup tool and report to the planner.",
+            tools=[lookup],
+        )
+
+    ``tools`` takes functions decorated with :func:`~runtime.tools.tool`, plain functions
+    (wrapped for you) and dict-schema :class:`~runtime.tools.Tool` values. ``task`` is the
+    agent's first user turn (a team's lead gets the run's task instead, when one is given).
+    ``model``, ``max_turns`` and ``max_tokens`` override the run's settings for this agent.
+    ``script`` is what the agent says when the run is offline: a list of
+    :class:`~runtime.scripted.Reply` (one per turn) or a function of the
+    :class:`~runtime.scripted.Conversation`.
+
+    Raises :class:`~runtime.errors.ConfigurationError` for a bad name, a tool that is not a
+    tool, or two tools with one name.
+    """
+
+    name: str
+    instructions: str = ""
+    tools: Sequence[object] = ()
+    task: str | None = None
+    model: str | None = None
+    max_turns: int | None = None
+    max_tokens: int | None = None
+    script: Script | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_agent_name(self.name)
+        if not isinstance(self.instructions, str):
+            raise ConfigurationError(f"agent {self.name!r}: instructions must be a string")
+        if isinstance(self.tools, str | bytes) or not isinstance(self.tools, Sequence):
+            raise ConfigurationError(f"agent {self.name!r}: tools must be a list")
+        tools: list[AgentTool] = []
+        for value in self.tools:
+            try:
+                tools.append(as_tool(value))
+            except TypeError as exc:
+                raise ConfigurationError(f"agent {self.name!r}: {exc}") from None
+        names = [t.name for t in tools]
+        for name in names:
+            if name in RESERVED_TOOL_NAMES:
+                raise ConfigurationError(
+                    f"agent {self.name!r}: tool name {name!r} is the runtime's own; rename it"
+                )
+            if names.count(name) > 1:
+                raise ConfigurationError(f"agent {self.name!r}: two tools are named {name!r}")
+        for option in ("max_turns", "max_tokens"):
+            value = getattr(self, option)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigurationError(f"agent {self.name!r}: {option} must be a positive int")
+        object.__setattr__(self, "tools", tuple(tools))
+
+    @property
+    def agent_tools(self) -> tuple[AgentTool, ...]:
+        """The tools, each as an :class:`~runtime.tools.AgentTool`."""
+        return self.tools  # type: ignore[return-value]  # converted in __post_init__
+
+
+@dataclass(frozen=True)
+class Team:
+    """Agents that work together: a lead, members, and templates the lead may spawn.
+
+    Example::
+
+        team = Team("research", [planner, researcher, critic])   # the lead: planner
+
+    ``lead`` names the agent whose final answer is the run's answer (default: the first).
+    Every agent of a team of two or more gets ``send_message`` and ``wait_for_message``.
+    With ``templates``, the lead also gets ``create_subagents`` (which makes instances of a
+    template: ``researcher1``, ``researcher2``, ... with the template's instructions and
+    tools), ``get_status`` and ``kill_subagents``. ``name`` names the run's root span
+    (``invoke_workflow {name}``). Members still working when the lead ends get
+    ``grace_seconds`` to finish, then they are cancelled; spawned agents are killed.
+
+    Raises :class:`~runtime.errors.ConfigurationError` for no agents, two agents with one
+    name, or a lead that is not one of the agents.
+    """
+
+    name: str
+    agents: Sequence[Agent]
+    lead: str | None = None
+    templates: Sequence[Agent] = ()
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+
+    def __post_init__(self) -> None:
+        check_agent_name(self.name, "team name")
+        agents = tuple(self.agents) if isinstance(self.agents, Sequence) else ()
+        if not agents:
+            raise ConfigurationError(f"team {self.name!r} has no agents")
+        templates = tuple(self.templates)
+        for value in (*agents, *templates):
+            if not isinstance(value, Agent):
+                raise ConfigurationError(
+                    f"team {self.name!r}: {value!r} is not an Agent (use Agent(name, ...))"
+                )
+        for group, what in ((agents, "agents"), (templates, "templates")):
+            names = [a.name for a in group]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ConfigurationError(f"team {self.name!r}: {what} named twice: {twice}")
+        lead = self.lead if self.lead is not None else agents[0].name
+        if lead not in {a.name for a in agents}:
+            raise ConfigurationError(
+                f"team {self.name!r}: lead {lead!r} is not one of its agents "
+                f"({', '.join(a.name for a in agents)})"
+            )
+        if not (self.grace_seconds >= 0):
+            raise ConfigurationError(f"team {self.name!r}: grace_seconds must be >= 0")
+        object.__setattr__(self, "agents", agents)
+        object.__setattr__(self, "templates", templates)
+        object.__setattr__(self, "lead", lead)
+
+    @property
+    def lead_agent(self) -> Agent:
+        """The lead's definition."""
+        return next(a for a in self.agents if a.name == self.lead)
+
+    def every_agent(self) -> Iterator[Agent]:
+        """The agents, then the templates."""
+        yield from self.agents
+        yield from self.templates
+
+    @classmethod
+    def of(cls, value: Team | Agent) -> Team:
+        """``value`` if it is a team; a lone agent becomes a team of one named after it."""
+        if isinstance(value, Team):
+            return value
+        if isinstance(value, Agent):
+            return cls(value.name, [value])
+        raise ConfigurationError(f"expected a Team or an Agent, got {type(value).__name__}")
+
+
+def team_system_prompt(agent: Agent, team: Team) -> str:
+    """The system prompt of a team agent: who it is and who its peers are, then its
+    instructions. A team of one gets its instructions only."""
+    names = [a.name for a in team.agents]
+    if len(names) < 2:
+        return agent.instructions
+    peers = [n for n in names if n != agent.name]
+    roster = f"You are {agent.name}, one of {len(names)} agents working together (peers: {peers})."
+    return f"{roster}\n\n{agent.instructions}" if agent.instructions else roster
+
+
+def spawned_system_prompt(name: str, template: Agent) -> str:
+    """The system prompt of an instance of ``template``."""
+    intro = f"You are {name}, a {template.name}."
+    return f"{intro}\n\n{template.instructions}" if template.instructions else intro
+
+
+async def run_team(run: RunContext, team: Team, task: str | None = None) -> AgentResult:
+    """Run ``team`` inside the current (workflow) span; returns the lead's result.
+
+    Registers every agent before any starts (so early messages reach them), runs the
+    members as tasks beside the lead, and once the lead has ended gives the members
+    ``team.grace_seconds`` before cancelling them; spawned agents are killed.
+    """
+    from runtime.subagents import Subagents
+
+    hub = run.hub
+    lead = team.lead_agent
+    for agent in team.agents:
+        hub.register(agent.name, role="lead" if agent is lead else "member")
+    messaging = len(team.agents) > 1 or bool(team.templates)
+    subagents = Subagents(run, team.templates, spawner=lead.name) if team.templates else None
+    parent = current_context()
+
+    def spec(agent: Agent, extra: Sequence[AgentTool] = ()) -> AgentSpec:
+        first = task if agent is lead and task is not None else agent.task
+        if first is None:
+            first = DEFAULT_MEMBER_TASK
+        return AgentSpec(
+            name=agent.name,
+            role=hub.role(agent.name),
+            system=team_system_prompt(agent, team),
+            first_user_turn=first,
+            tools=(*agent.agent_tools, *extra),
+            messaging=messaging,
+            model=agent.model,
+            max_turns=agent.max_turns,
+            max_tokens=agent.max_tokens,
+        )
+
+    members = [
+        asyncio.create_task(run_agent(run, spec(a), parent=parent), name=f"agent {a.name}")
+        for a in team.agents
+        if a is not lead
+    ]
+    try:
+        result = await run_agent(
+            run, spec(lead, subagents.tools() if subagents else ()), parent=parent
+        )
+        if members:
+            # Members still working may answer the lead's last message; then they go.
+            await asyncio.wait(members, timeout=team.grace_seconds)
+    finally:
+        for member in members:
+            member.cancel()
+        await asyncio.gather(*members, return_exceptions=True)
+        if subagents is not None:
+            await subagents.shutdown()
+    return result
+
+
+def scripts_of(team: Team) -> dict[str, Script]:
+    """Every agent's and template's offline script, by name."""
+    return {a.name: a.script for a in team.every_agent() if a.script is not None}
+
+
+def unscripted(team: Team) -> list[str]:
+    """Names of the agents and templates that have no offline script."""
+    return [a.name for a in team.every_agent() if a.script is None]
+
+
+TeamFactory = Callable[[], Team]
