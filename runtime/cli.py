@@ -28,6 +28,7 @@ from telemetry.setup import DEFAULT_SERVICE_NAME
 if TYPE_CHECKING:
     from runtime.agent import AgentResult, RunContext
     from runtime.teams import Team
+    from telemetry.jaeger import JaegerReader
 
 # The anthropic SDK, the OTel exporters and the agent loop are imported by the command that
 # needs them: `orchestrace summary` starts in a fraction of the time `run` needs.
@@ -194,31 +195,63 @@ def build_parser() -> argparse.ArgumentParser:
         "(the --spans-file of `orchestrace run`, or the Collector's file exporter), or "
         "from Jaeger's copy of the trace (--jaeger, through its v3 API).",
     )
-    summary.add_argument("file", type=Path, nargs="?", default=None, help="OTLP/JSON lines file")
-    summary.add_argument(
+    _add_source_options(summary, "summarise")
+
+    profile = commands.add_parser(
+        "profile",
+        help="where a run spent its time: timelines, critical path, waits",
+        description="Profile one run from its spans (a spans file or Jaeger): each agent's "
+        "time by model calls, tools, messaging and waiting; the critical path across "
+        "agents (through each message that woke a wait); who waited for whom; and the "
+        "messages in order.",
+        epilog="examples:\n"
+        "  orchestrace profile orchestrace-spans.jsonl\n"
+        "  orchestrace profile orchestrace-spans.jsonl --mermaid > run.mmd\n"
+        "  orchestrace profile --jaeger http://localhost:16686 --last --json\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_source_options(profile, "profile")
+    output = profile.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the profile as JSON")
+    output.add_argument(
+        "--mermaid", action="store_true", help="print a Mermaid sequenceDiagram of the run"
+    )
+    profile.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        metavar="COLUMNS",
+        help="width of the text report (default: the terminal's, else 100)",
+    )
+    return parser
+
+
+def _add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """FILE | --jaeger URL, and which run: shared by ``summary`` and ``profile``."""
+    parser.add_argument("file", type=Path, nargs="?", default=None, help="OTLP/JSON lines file")
+    parser.add_argument(
         "--jaeger",
         default=None,
         metavar="URL",
         help="read the run from Jaeger's query service instead, e.g. http://localhost:16686",
     )
-    which = summary.add_mutually_exclusive_group()
+    which = parser.add_mutually_exclusive_group()
     which.add_argument(
         "--trace-id",
         default=None,
-        help="the run to summarise (default: the latest run in the file, or in Jaeger)",
+        help=f"the run to {verb} (default: the latest run in the file, or in Jaeger)",
     )
     which.add_argument(
         "--last",
         action="store_true",
         help="the newest run (the default; with --jaeger: of --service)",
     )
-    summary.add_argument(
+    parser.add_argument(
         "--service",
         default=None,
         help="with --jaeger: the service whose newest run --last picks "
         f"(default: $OTEL_SERVICE_NAME or {DEFAULT_SERVICE_NAME})",
     )
-    return parser
 
 
 def _scaled_sleep(scale: float) -> Callable[[float], Awaitable[None]]:
@@ -360,19 +393,14 @@ async def _run_interruptible(
 
 def cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
     """``orchestrace summary FILE`` or ``--jaeger URL``: returns the exit code."""
-    from telemetry.jaeger import JaegerError, JaegerReader, normalize_trace_id
+    from telemetry.jaeger import JaegerError, normalize_trace_id
     from telemetry.summary import SummaryError, summarize, summarize_file
 
     try:
-        if (args.file is None) == (args.jaeger is None):
-            raise ValueError("give either a spans FILE or --jaeger URL")
-        if args.service is not None and args.jaeger is None:
-            raise ValueError("--service applies to --jaeger only")
-        if args.jaeger is not None:
-            jaeger = JaegerReader(args.jaeger)
-            service = args.service or os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
-            trace_id = args.trace_id or jaeger.newest_run(service)
-            text = summarize(jaeger.spans(trace_id), normalize_trace_id(trace_id))
+        jaeger = _jaeger_source(args)
+        if jaeger is not None:
+            reader, trace_id = jaeger
+            text = summarize(reader.spans(trace_id), normalize_trace_id(trace_id))
         else:
             text = summarize_file(args.file, args.trace_id)
     except (OSError, ValueError, SummaryError, JaegerError) as exc:
@@ -382,14 +410,75 @@ def cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _jaeger_source(args: argparse.Namespace) -> tuple[JaegerReader, str] | None:
+    """The Jaeger reader and trace id the options name, or None for a FILE; ValueError for
+    options that do not fit together."""
+    from telemetry.jaeger import JaegerReader
+
+    if (args.file is None) == (args.jaeger is None):
+        raise ValueError("give either a spans FILE or --jaeger URL")
+    if args.service is not None and args.jaeger is None:
+        raise ValueError("--service applies to --jaeger only")
+    if args.jaeger is None:
+        return None
+    reader = JaegerReader(args.jaeger)
+    service = args.service or os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
+    return reader, args.trace_id or reader.newest_run(service)
+
+
+def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
+    """``orchestrace profile FILE`` or ``--jaeger URL``: returns the exit code."""
+    import json
+    import shutil
+
+    from telemetry.jaeger import JaegerError, normalize_trace_id
+    from telemetry.profile import ProfileError, build_profile, profile_file
+    from telemetry.profile_render import render_mermaid, render_text
+
+    try:
+        if args.width is not None and args.width < 20:
+            raise ValueError(f"--width must be at least 20, got {args.width}")
+        jaeger = _jaeger_source(args)
+        trace_id = None if args.trace_id is None else normalize_trace_id(args.trace_id)
+        if jaeger is not None:
+            reader, wanted = jaeger
+            wanted = normalize_trace_id(wanted)
+            profile = build_profile(reader.spans(wanted), wanted)
+        else:
+            profile = profile_file(args.file, trace_id)
+    except (OSError, ValueError, ProfileError, JaegerError) as exc:
+        sys.stderr.write(f"orchestrace profile: {exc}\n")
+        return 2
+    if args.json:
+        json.dump(profile.to_json(), out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    elif args.mermaid:
+        out.write(render_mermaid(profile))
+    else:
+        tty = out.isatty()
+        width = args.width or (shutil.get_terminal_size((100, 24)).columns if tty else 100)
+        out.write(render_text(profile, width=width, fancy=tty))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``orchestrace`` console script."""
     args = build_parser().parse_args(argv)
     stream = out if out is not None else sys.stdout
     tune_process()
-    if args.command == "run":
-        return cmd_run(args, stream)
-    return cmd_summary(args, stream)
+    try:
+        if args.command == "run":
+            return cmd_run(args, stream)
+        if args.command == "profile":
+            return cmd_profile(args, stream)
+        return cmd_summary(args, stream)
+    except BrokenPipeError:
+        # The reader went away (`orchestrace profile FILE | head`): end quietly, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        if out is None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -33,10 +34,12 @@ class UserCodeError(Exception):
         super().__init__(f"{target}: {type(exc).__name__}: {exc}")
         frames = traceback.extract_tb(exc.__traceback__)
         here = str(Path(__file__).resolve())
+        # importlib.import_module's own frame (importlib/__init__.py) is not theirs either.
+        machinery = os.path.dirname(importlib.__file__) + os.sep
         mine = [
             f
             for f in frames
-            if f.filename != here and not f.filename.startswith("<frozen importlib")
+            if f.filename != here and not f.filename.startswith(("<frozen importlib", machinery))
         ]
         text = traceback.format_exception_only(type(exc), exc)
         self.traceback_text = "".join(
@@ -107,7 +110,8 @@ def _as_team(value: object, where: str, target: str) -> Team:
 
 
 def _import(ref: str, target: str) -> ModuleType:
-    if ref.endswith(".py") or "/" in ref or "\\" in ref:
+    # A leading dot is a path (".", "..", ".hidden.py"): never a module name we can import.
+    if ref.endswith(".py") or "/" in ref or "\\" in ref or ref.startswith("."):
         return _import_file(Path(ref), target)
     try:
         return importlib.import_module(ref)

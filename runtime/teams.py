@@ -148,8 +148,9 @@ class Team:
     (``invoke_workflow {name}``). Members still working when the lead ends get
     ``grace_seconds`` to finish, then they are cancelled; spawned agents are killed.
 
-    Raises :class:`~runtime.errors.ConfigurationError` for no agents, two agents with one
-    name, or a lead that is not one of the agents.
+    Raises :class:`~runtime.errors.ConfigurationError` for no agents, two agents (or two
+    templates) with one name, a template named like an agent, or a lead that is not one of
+    the agents.
     """
 
     name: str
@@ -174,6 +175,13 @@ class Team:
             twice = sorted({n for n in names if names.count(n) > 1})
             if twice:
                 raise ConfigurationError(f"team {self.name!r}: {what} named twice: {twice}")
+        # Scripts and ScriptedModel(scripts=...) are keyed by agent or template name: a
+        # template named like an agent would hand that agent the template's script.
+        shared = sorted({a.name for a in agents} & {t.name for t in templates})
+        if shared:
+            raise ConfigurationError(
+                f"team {self.name!r}: templates named like agents: {shared}; rename one"
+            )
         lead = self.lead if self.lead is not None else agents[0].name
         if lead not in {a.name for a in agents}:
             raise ConfigurationError(
