@@ -290,11 +290,15 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     spans_file = Path(args.spans_file) if args.spans_file else None
     live = None if args.quiet else LiveView(out)
     summary = SummaryProcessor()
-    telemetry = setup_telemetry(
-        spans_file=spans_file,
-        processors=[p for p in (live, summary) if p is not None],
-        live=live is not None,
-    )
+    try:
+        telemetry = setup_telemetry(
+            spans_file=spans_file,
+            processors=[p for p in (live, summary) if p is not None],
+            live=live is not None,
+        )
+    except OSError as exc:
+        sys.stderr.write(f"orchestrace run: cannot write the spans file {spans_file}: {exc}\n")
+        return 2
     model_name = args.model or default_model()
     if model.backend == "scripted":
         out.write(f"model: scripted {model_name} (offline; set ANTHROPIC_API_KEY for Claude)\n")

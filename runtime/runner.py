@@ -236,9 +236,12 @@ async def run(
                 meter_provider = metrics.get_meter_provider()
     if tracer_provider is None:
         path = DEFAULT_SPANS_FILE if isinstance(spans_file, _Default) else spans_file
-        own = setup_telemetry(
-            spans_file=Path(path) if path else None, processors=[summary], set_global=False
-        )
+        try:
+            own = setup_telemetry(
+                spans_file=Path(path) if path else None, processors=[summary], set_global=False
+            )
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write the spans file {path}: {exc}") from exc
         tracer_provider, content = own.tracer_provider, own.content
         meter_provider = meter_provider or own.meter_provider
         written = Path(path) if path and own.enabled else None

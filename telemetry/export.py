@@ -16,6 +16,7 @@ process; :class:`CountingSpanExporter` and :class:`SpanCounter` feed the exit re
 from __future__ import annotations
 
 import base64
+import fcntl
 import logging
 import os
 import threading
@@ -402,12 +403,17 @@ class OTLPJsonLinesExporter(SpanExporter):
     nothing already exported; a write that fails part-way is cut back off the file, so the
     file stays readable. Errors never reach the SDK: they are logged once, and the batch
     reports ``FAILURE``.
+
+    With ``append=True`` several processes can share one file: each line is written whole
+    under an exclusive ``flock`` on the file, so lines of concurrent runs never interleave
+    and no run truncates another's spans.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, append: bool = False) -> None:
         self.path = os.fspath(path)
         self._lock = threading.Lock()
         self._file = open(self.path, "ab" if append else "wb", buffering=0)  # noqa: SIM115
+        self._shared = append
         self._closed = False
         self._reported = False
 
@@ -434,9 +440,23 @@ class OTLPJsonLinesExporter(SpanExporter):
             return self._write(data)
 
     def _write(self, data: bytes) -> SpanExportResult:
+        if not self._shared:
+            return self._write_whole(data)
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without locks: write unlocked, say so once
+            self._report("cannot lock %s (%s); writing without a lock", self.path, exc)
+            return self._write_whole(data)
+        try:
+            return self._write_whole(data)
+        finally:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+
+    def _write_whole(self, data: bytes) -> SpanExportResult:
         start: int | None = None
         try:
-            start = self._file.tell()
+            # Appending, the position is the file's end (another process may have grown it).
+            start = os.fstat(self._file.fileno()).st_size if self._shared else self._file.tell()
             view = memoryview(data)
             while view:
                 written = self._file.write(view)

@@ -284,7 +284,8 @@ def setup_telemetry(
     # The file goes first: shutdown flushes processors in order, so a stalled collector
     # later in the list cannot keep spans from reaching the file.
     if spans_file is not None:
-        add_exporter(OTLPJsonLinesExporter(spans_file), f"file:{spans_file}")
+        # Appended, line by line under a lock: two runs in one folder keep both their spans.
+        add_exporter(OTLPJsonLinesExporter(spans_file, append=True), f"file:{spans_file}")
     for processor in processors:
         tracer_provider.add_span_processor(processor)
     for name in _env_list("OTEL_TRACES_EXPORTER", "traces"):
