@@ -67,7 +67,8 @@ exit status:
   0 the lead finished (end_turn); 1 the lead was stopped (a limit, max_turns, a refusal,
   max_tokens, a crash: "run incomplete: ..." says which) or your module raised while
   loading (its traceback is shown); 2 bad arguments, no such file or team, or a team that
-  cannot run offline; 130 / 143 after SIGINT / SIGTERM
+  cannot run offline; 130 / 143 / 129 after SIGINT / SIGTERM / SIGHUP (the run's spans
+  are flushed and its summary so far printed)
 """
 )
 
@@ -367,13 +368,19 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     return 1
 
 
-_SIGNALS: Final = {"SIGINT": int(signal.SIGINT), "SIGTERM": int(signal.SIGTERM)}
+#: The signals that end a run cleanly (spans marked interrupted, flushed, the summary so
+#: far printed); the exit code is 128 + the signal's number. SIGHUP: the terminal closed.
+_SIGNALS: Final = {
+    "SIGINT": int(signal.SIGINT),
+    "SIGTERM": int(signal.SIGTERM),
+    "SIGHUP": int(signal.SIGHUP),
+}
 
 
 async def _run_interruptible(
     team: Team, task: str | None, run: RunContext, started: Callable[[str], None]
 ) -> AgentResult:
-    """Run ``team``; SIGINT/SIGTERM cancel it so every span ends saying why."""
+    """Run ``team``; SIGINT/SIGTERM/SIGHUP cancel it so every span ends saying why."""
     from runtime.runner import execute
 
     loop = asyncio.get_running_loop()
