@@ -71,7 +71,9 @@ class Kind(Enum):
 
 
 #: Unit words Prometheus appends (otlptranslator's unit map, the units orchestrace uses).
-UNIT_WORDS: Final = {"s": "seconds", "ms": "milliseconds", "By": "bytes"}
+#: A unit the map does not know is appended as written: "USD" (the cost counter) gives
+#: ``orchestrace_usage_cost_USD_total`` on both paths.
+UNIT_WORDS: Final = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "USD": "USD"}
 
 
 def prometheus_name(name: str, unit: str, kind: Kind) -> str:
@@ -172,6 +174,7 @@ AGENTS = METRICS[sc.METRIC_AGENTS]
 TURNS = METRICS[sc.METRIC_AGENT_TURNS]
 WAIT = METRICS[sc.METRIC_AGENT_WAIT]
 RUNS = METRICS[sc.METRIC_RUNS]
+COST = METRICS[sc.METRIC_COST]
 
 MODEL = label(sc.GEN_AI_REQUEST_MODEL)
 TOKEN_TYPE = label(sc.GEN_AI_TOKEN_TYPE)
@@ -414,6 +417,26 @@ def overview() -> model.Dashboard:
                 width=12,
             )
         )
+        .with_row(dashboard.Row("Cost"))
+        .with_panel(
+            graph(
+                "Cost per hour by model",
+                "orchestrace.usage.cost: list-price USD per hour of answered model calls, "
+                "from token counts and the price table (telemetry/prices.json or "
+                "ORCHESTRACE_PRICES). Models without a known price are not counted here.",
+                "currencyUSD",
+                [
+                    promql(
+                        "A",
+                        f"{rate(COST.name, SERVICE_MODEL, [MODEL])} * 3600",
+                        f"{{{{{MODEL}}}}}",
+                    )
+                ],
+                width=16,
+                stacked=True,
+            )
+        )
+        .with_panel(cost_panel())
         .with_row(dashboard.Row("Tools"))
         .with_panel(
             graph(
@@ -498,6 +521,37 @@ def overview() -> model.Dashboard:
         .with_panel(runs_panel())
     )
     return _number_panels(board.build())
+
+
+def cost_panel() -> stat.Panel:
+    """List-price cost of the model calls in the time range, all models together."""
+    # A long-lived process's series has samples across the range: increase() is its cost
+    # in the range. A short `orchestrace run` exports its counter once or twice, already
+    # at its total, where increase() sees nothing: the largest value in the range, the
+    # cost of that process's run, stands in (as for the runs panel).
+    series = f"{COST.name}{{{SERVICE_MODEL}}}[$__range]"
+    return (
+        stat.Panel()
+        .title("Total cost in range")
+        .description(
+            "orchestrace.usage.cost summed over models and processes, in list-price USD "
+            "(models without a known price are not counted). Per process: its increase in "
+            "the range, or for a process sampled once (a short `orchestrace run`), its total."
+        )
+        .datasource(prometheus_ref())
+        .height(8)
+        .span(8)
+        .unit("currencyUSD")
+        .decimals(4)
+        .with_target(
+            prometheus.Dataquery()
+            .ref_id("A")
+            .datasource(prometheus_ref())
+            .expr(f"sum(increase({series}) or max_over_time({series}))")
+            .legend_format("total")
+            .instant()
+        )
+    )
 
 
 def runs_panel() -> stat.Panel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -11,7 +12,7 @@ from anthropic.types import Message, Usage
 from opentelemetry.trace import TracerProvider
 
 from runtime.defaults import DEFAULT_MODEL, MODEL_ENV, default_model
-from runtime.errors import MalformedResponseError
+from runtime.errors import ConfigurationError, MalformedResponseError
 from telemetry import spans
 
 __all__ = [
@@ -74,8 +75,42 @@ class _AttemptRecorder(anthropic.Middleware):
         return response
 
 
+#: Seconds one HTTP attempt may take before it is abandoned (the SDK's own default is
+#: 600); ``ORCHESTRACE_MODEL_TIMEOUT`` overrides it.
+DEFAULT_MODEL_TIMEOUT: Final = 300.0
+MODEL_TIMEOUT_ENV: Final = "ORCHESTRACE_MODEL_TIMEOUT"
+#: Retries after a failed attempt (429, 529, 5xx, connection errors, timeouts);
+#: ``ORCHESTRACE_MODEL_RETRIES`` overrides it.
+DEFAULT_MODEL_RETRIES: Final = 2
+MODEL_RETRIES_ENV: Final = "ORCHESTRACE_MODEL_RETRIES"
+
+
+def _env_number(name: str, default: float, *, integer: bool = False) -> float:
+    """A non-negative, finite number from the environment; ConfigurationError naming the
+    variable for anything else (a one-line error, exit 2, on the command line)."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = -1
+    if not raw.strip().isascii() or not (0 <= value < float("inf")):
+        kind = "a whole number >= 0" if integer else "a number of seconds > 0"
+        raise ConfigurationError(f"{name}={raw!r}: expected {kind}")
+    if not integer and value == 0:
+        raise ConfigurationError(f"{name}={raw!r}: expected a number of seconds > 0")
+    return value
+
+
 class AnthropicModel:
     """A :class:`ModelClient` on the real ``anthropic.AsyncAnthropic`` client.
+
+    Every attempt is bounded: ``timeout`` seconds (default ``ORCHESTRACE_MODEL_TIMEOUT``,
+    else 300) and ``max_retries`` retries (default ``ORCHESTRACE_MODEL_RETRIES``, else 2),
+    so a server that accepts a request and never answers ends the agent with
+    ``APITimeoutError`` in bounded time. Raises :class:`ConfigurationError` for a malformed
+    setting.
 
     The SDK's own OpenTelemetry spans are disabled (``open_telemetry={"traces": False}``):
     orchestrace's ``chat`` span is the one CLIENT span per call, and the SDK's retries are
@@ -91,15 +126,19 @@ class AnthropicModel:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        max_retries: int = anthropic.DEFAULT_MAX_RETRIES,
+        max_retries: int | None = None,
         timeout: float | None = None,
         sdk_traces: bool = False,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         if client is None:
-            options: dict[str, Any] = {}
-            if timeout is not None:
-                options["timeout"] = timeout
+            if timeout is None:
+                timeout = _env_number(MODEL_TIMEOUT_ENV, DEFAULT_MODEL_TIMEOUT)
+            if max_retries is None:
+                max_retries = int(
+                    _env_number(MODEL_RETRIES_ENV, DEFAULT_MODEL_RETRIES, integer=True)
+                )
+            options: dict[str, Any] = {"timeout": timeout}
             otel: dict[str, Any] = {"traces": sdk_traces}
             if tracer_provider is not None:
                 otel["tracer_provider"] = tracer_provider

@@ -223,7 +223,9 @@ async def run(
             f"no task for {team.lead!r}: pass run(team, task=...) or Agent(..., task=...)"
         )
     model_name = model if isinstance(model, str) else None
-    client = choose_model(team, None if isinstance(model, str) else model, offline=offline)
+    client = choose_model(
+        team, None if isinstance(model, str) else model, offline=offline, sleep=sleep
+    )
     owns_client = client is not model and _override.get() is None
 
     summary = SummaryProcessor()

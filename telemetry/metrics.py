@@ -34,26 +34,26 @@ log = logging.getLogger(__name__)
 
 
 class Tally:
-    """A monotonic counter kept as plain integers and reported by an observable counter.
+    """A monotonic counter kept as plain numbers and reported by an observable counter.
 
     ``add`` is one dictionary update on the agent's path; the SDK sees the totals only when
     a reader collects (every export interval, or a Prometheus scrape). Exported exactly like
     a synchronous counter (a cumulative monotonic sum, ``_total`` in Prometheus) but without
     an SDK measurement — attribute hashing, aggregation lookup, exemplar sampling — per
     event. Counts carry no exemplars; the histograms, which do, are where a spike is chased
-    to its trace.
+    to its trace. Counts are integers unless a float is added (the cost counter, in USD).
     """
 
     def __init__(
         self, meter: Meter, name: str, *, unit: str, description: str, keys: tuple[str, ...]
     ) -> None:
         self.keys = keys
-        self.counts: dict[tuple[str, ...], int] = {}
+        self.counts: dict[tuple[str, ...], float] = {}
         self.instrument = meter.create_observable_counter(
             name, callbacks=[self.observe], unit=unit, description=description
         )
 
-    def add(self, amount: int, *values: str) -> None:
+    def add(self, amount: float, *values: str) -> None:
         """Count ``amount`` more for the attribute values ``values`` (in ``keys`` order)."""
         counts = self.counts
         counts[values] = counts.get(values, 0) + amount
@@ -244,6 +244,14 @@ class Instruments:
             unit="{token}",
             description="Prompt-cache input tokens, by kind (read or creation).",
             keys=(*CHAT_KEYS, sc.CACHE_KIND),
+        )
+        self.cost = Tally(
+            meter,
+            sc.METRIC_COST,
+            unit=sc.UNIT_USD,
+            description="List-price cost of answered model calls, in US dollars, for models "
+            "with a known price (telemetry/prices.json or ORCHESTRACE_PRICES).",
+            keys=CHAT_KEYS,
         )
         self.tool_duration = self._histogram(
             sc.METRIC_TOOL_DURATION,

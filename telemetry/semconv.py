@@ -113,6 +113,12 @@ METRIC_AGENTS: Final = "orchestrace.agents"
 METRIC_AGENT_TURNS: Final = "orchestrace.agent.turns"
 METRIC_AGENT_WAIT: Final = "orchestrace.agent.wait.duration"
 METRIC_RUNS: Final = "orchestrace.runs"
+#: List-price cost of answered model calls (``telemetry/cost.py``), recorded only when the
+#: model's price is known. Prometheus: ``orchestrace_usage_cost_USD_total``.
+METRIC_COST: Final = "orchestrace.usage.cost"
+#: The cost metric's unit: the ISO 4217 code, which Prometheus appends to the name as
+#: ``_USD`` (UCUM has no currency units; a ``{USD}`` annotation would be dropped from it).
+UNIT_USD: Final = "USD"
 
 #: Explicit bucket boundaries the GenAI semantic conventions give for these histograms.
 DURATION_BUCKETS: Final = (

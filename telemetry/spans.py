@@ -34,6 +34,7 @@ from opentelemetry.trace import (
 )
 
 from telemetry import semconv as sc
+from telemetry.cost import PriceTable, default_prices, uncached_input
 from telemetry.metrics import Instruments
 from telemetry.version import __version__
 
@@ -327,12 +328,16 @@ class RunTelemetry:
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         content: ContentPolicy | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.run_id = run_id
         self.tracer = provider.get_tracer("orchestrace", __version__)
         self.instruments = Instruments.for_provider(meter_provider)
         self.content = content if content is not None else ContentPolicy()
+        #: Prices for the cost metric. The default reads ORCHESTRACE_PRICES here, before the
+        #: run starts, so a malformed price file is a ValueError now, not mid-run.
+        self.prices = prices if prices is not None else default_prices()
 
     # --- workflow and agents ---------------------------------------------------------------
     @contextmanager
@@ -473,6 +478,25 @@ class RunTelemetry:
                     call.response_model,
                     kind,
                 )
+        # Priced by the model that answered (what is billed); an unknown model records no
+        # cost rather than a cost of 0.
+        price = self.prices.price(call.response_model)
+        if price is not None:
+            usage = call.usage
+            ins.cost.add(
+                price.cost(
+                    uncached_input(
+                        usage[sc.TOKEN_TYPE_INPUT], usage["cache_read"], usage["cache_creation"]
+                    ),
+                    usage[sc.TOKEN_TYPE_OUTPUT],
+                    usage["cache_read"],
+                    usage["cache_creation"],
+                ),
+                sc.OP_CHAT,
+                sc.PROVIDER_ANTHROPIC,
+                model,
+                call.response_model,
+            )
         ins.agent_turns.add(1, role)
 
     # --- tools -------------------------------------------------------------------------------

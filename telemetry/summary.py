@@ -4,6 +4,9 @@ It prints the seed's tool-call lines exactly (``lead: 3×wait_for_message, 1×cr
 ...``: agents sorted, tools by count, ties in first-call order) and then a per-agent table.
 Every figure comes from leaf spans (``chat``, ``execute_tool``, ``send``, ``receive``), so
 nothing is counted twice; the ``invoke_agent`` spans only contribute final state and time.
+The cost column prices each agent's ``chat`` token counts by the model that answered (else
+the requested one) with :mod:`telemetry.cost`'s table: ``?`` when any call's model has no
+price, never a made-up ``$0``.
 Aggregation is incremental (:class:`SummaryBuilder`), so a file of millions of spans is
 summarised in one streaming pass.
 """
@@ -20,6 +23,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from telemetry import semconv as sc
+from telemetry.cost import PriceTable, default_prices, format_usd, uncached_input
 from telemetry.records import AttrValue, facts_of_readable_span
 
 
@@ -54,6 +58,8 @@ SUMMARY_KEYS: frozenset[str] = frozenset(
         sc.GEN_AI_USAGE_OUTPUT_TOKENS,
         sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
         sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+        sc.GEN_AI_REQUEST_MODEL,
+        sc.GEN_AI_RESPONSE_MODEL,
         sc.GEN_AI_TOOL_NAME,
         sc.MESSAGE_OUTCOME,
         sc.MESSAGING_BATCH_MESSAGE_COUNT,
@@ -88,11 +94,27 @@ class AgentStats:
     waiting_ns: int = 0
     #: How many ``invoke_agent`` spans were folded (they set role, state, reason, lifetime).
     agent_spans: int = 0
+    #: Token counts by billed model: [input (cache-inclusive), output, cache read, cache
+    #: write]. Kept per model so that a mixed-model agent is priced call by call (the cost
+    #: is linear in the counts, so pricing each model's sums is pricing each call).
+    usage: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def tool_calls(self) -> int:
         """Number of tool dispatches."""
         return sum(count for count, _ in self.tools.values())
+
+    def cost(self, prices: PriceTable) -> float | None:
+        """USD for every model call of this agent; None when any call's model is unpriced."""
+        total = 0.0
+        for model, (tokens_in, tokens_out, read, write) in self.usage.items():
+            cost = prices.cost(
+                model, uncached_input(tokens_in, read, write), tokens_out, read, write
+            )
+            if cost is None:
+                return None
+            total += cost
+        return total
 
     def merge(self, later: AgentStats) -> None:
         """Fold in the stats of the same agent from spans that came after ours."""
@@ -101,6 +123,13 @@ class AgentStats:
             self.lifetime_ns = later.lifetime_ns
         for name in _SUMS:
             setattr(self, name, getattr(self, name) + getattr(later, name))
+        for model, counts in later.usage.items():
+            mine = self.usage.get(model)
+            if mine is None:
+                self.usage[model] = list(counts)
+            else:
+                for i, n in enumerate(counts):
+                    mine[i] += n
         for tool, (count, first) in later.tools.items():
             entry = self.tools.get(tool)
             if entry is None:
@@ -179,12 +208,24 @@ class TraceSummary:
             stats.model_calls += 1
             if span.status != "ERROR":
                 stats.turns += 1
-            stats.input_tokens += _int(attrs.get(sc.GEN_AI_USAGE_INPUT_TOKENS))
-            stats.output_tokens += _int(attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS))
-            stats.cache_read_tokens += _int(attrs.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS))
-            stats.cache_creation_tokens += _int(
-                attrs.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
-            )
+            tokens_in = _int(attrs.get(sc.GEN_AI_USAGE_INPUT_TOKENS))
+            tokens_out = _int(attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS))
+            read = _int(attrs.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS))
+            write = _int(attrs.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS))
+            stats.input_tokens += tokens_in
+            stats.output_tokens += tokens_out
+            stats.cache_read_tokens += read
+            stats.cache_creation_tokens += write
+            model = attrs.get(sc.GEN_AI_RESPONSE_MODEL) or attrs.get(sc.GEN_AI_REQUEST_MODEL)
+            key = model if isinstance(model, str) else ""
+            counts = stats.usage.get(key)
+            if counts is None:
+                stats.usage[key] = [tokens_in, tokens_out, read, write]
+            else:
+                counts[0] += tokens_in
+                counts[1] += tokens_out
+                counts[2] += read
+                counts[3] += write
         elif op == sc.OP_TOOL:
             tool = str(attrs.get(sc.GEN_AI_TOOL_NAME, "?"))
             entry = stats.tools.get(tool)
@@ -223,8 +264,20 @@ class TraceSummary:
             else:
                 mine.merge(stats)
 
-    def render(self) -> str:
-        """The summary text: a header, the seed's tool-call lines, and the agent table."""
+    def cost(self, prices: PriceTable | None = None) -> float | None:
+        """USD for the whole run (the sum of the agents'); None when any part is unknown."""
+        table = prices if prices is not None else default_prices()
+        total = 0.0
+        for name in sorted(self.agents):  # the table's order: the same float sum
+            cost = self.agents[name].cost(table)
+            if cost is None:
+                return None
+            total += cost
+        return total
+
+    def render(self, prices: PriceTable | None = None) -> str:
+        """The summary text: a header, the seed's tool-call lines, and the agent table
+        (costs from ``prices``, default :func:`~telemetry.cost.default_prices`)."""
         seconds = ((self.end_ns or 0) - (self.start_ns or 0)) / 1e9
         header = (
             f"Run {self.scenario} · trace {self.trace_id} · {self.spans} spans · {seconds:.2f}s"
@@ -232,7 +285,8 @@ class TraceSummary:
         )
         agents = [self.agents[n] for n in sorted(self.agents)]
         seed = [a.seed_line() for a in agents if a.tools]
-        return "\n".join([header, "", "Tool-call summary:", *seed, "", _table(agents)]) + "\n"
+        table = _table(agents, prices if prices is not None else default_prices())
+        return "\n".join([header, "", "Tool-call summary:", *seed, "", table]) + "\n"
 
 
 _COLUMNS = (
@@ -246,6 +300,7 @@ _COLUMNS = (
     "out tok",
     "cache rd",
     "cache wr",
+    "cost",
     "tools",
     "errors",
     "sent",
@@ -254,9 +309,11 @@ _COLUMNS = (
     "active",
     "waiting",
 )
+_COST = _COLUMNS.index("cost")
 
 
-def _table(agents: list[AgentStats]) -> str:
+def _table(agents: list[AgentStats], prices: PriceTable) -> str:
+    costs = [a.cost(prices) for a in agents]
     rows = [
         [
             a.name,
@@ -269,6 +326,7 @@ def _table(agents: list[AgentStats]) -> str:
             str(a.output_tokens),
             str(a.cache_read_tokens),
             str(a.cache_creation_tokens),
+            format_usd(cost),
             str(a.tool_calls),
             str(a.tool_errors),
             str(a.sent),
@@ -277,14 +335,18 @@ def _table(agents: list[AgentStats]) -> str:
             f"{max(0, a.lifetime_ns - a.waiting_ns) / 1e9:.2f}s",
             f"{a.waiting_ns / 1e9:.2f}s",
         ]
-        for a in agents
+        for a, cost in zip(agents, costs, strict=True)
     ]
+    # The run's cost is the sum of the agents' unrounded costs (each cell is rounded).
+    total_cost = None if None in costs else sum(c for c in costs if c is not None)
     total = (
         ["total", "", "", ""]
-        + [str(sum(int(r[i]) for r in rows)) for i in range(4, 15)]
+        + [str(sum(int(r[i]) for r in rows)) for i in range(4, _COST)]
+        + [format_usd(total_cost)]
+        + [str(sum(int(r[i]) for r in rows)) for i in range(_COST + 1, 16)]
         + [
-            f"{sum(float(r[15][:-1]) for r in rows):.2f}s",
             f"{sum(float(r[16][:-1]) for r in rows):.2f}s",
+            f"{sum(float(r[17][:-1]) for r in rows):.2f}s",
         ]
     )
     table = [list(_COLUMNS), *rows, total]
