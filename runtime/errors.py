@@ -9,10 +9,11 @@ class ToolError(OrchestraceError):
     """A tool call the model can fix: returned to it as an ``is_error`` tool result.
 
     ``kind`` is a short, low-cardinality category recorded as ``error.type`` on the span
-    (the message itself may echo tool arguments, which are content).
+    (the message itself may echo tool arguments, which are content): ``tool_error`` unless
+    given; the runtime uses ``invalid_input`` for input that breaks a tool's schema.
     """
 
-    def __init__(self, message: str, *, kind: str = "invalid_input") -> None:
+    def __init__(self, message: str, *, kind: str = "tool_error") -> None:
         super().__init__(message)
         self.kind = kind
 

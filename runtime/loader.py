@@ -113,6 +113,11 @@ def _import(ref: str, target: str) -> ModuleType:
     # A leading dot is a path (".", "..", ".hidden.py"): never a module name we can import.
     if ref.endswith(".py") or "/" in ref or "\\" in ref or ref.startswith("."):
         return _import_file(Path(ref), target)
+    if Path(ref).is_file():
+        return _import_file(Path(ref), target)  # notes.txt: "not a Python file"
+    # Like `python -m`: modules of the current folder are importable.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         return importlib.import_module(ref)
     except ModuleNotFoundError as exc:

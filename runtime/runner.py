@@ -136,7 +136,7 @@ def choose_model(
         return AnthropicModel()
     missing = unscripted(team)
     if missing:
-        why = "--offline was given" if offline else f"{API_KEY_ENV} is not set"
+        why = "offline was asked for" if offline else f"{API_KEY_ENV} is not set"
         raise ConfigurationError(
             f"team {team.name!r} cannot run offline ({why}): no script for "
             f"{', '.join(missing)}; set {API_KEY_ENV} to run on Claude, or give each agent "

@@ -59,9 +59,22 @@ class Reply:
     think: float = 1.0
 
     @classmethod
-    def call(cls, tool: str, /, *, text: str = "", think: float = 1.0, **tool_input: Any) -> Reply:
-        """Call ``tool`` with ``tool_input`` (``text`` is said before the call)."""
-        return cls(text=text, tool=tool, tool_input=tool_input, think=think)
+    def call(
+        cls,
+        tool: str,
+        tool_input: Mapping[str, Any] | None = None,
+        /,
+        *,
+        text: str = "",
+        think: float = 1.0,
+        **more_input: Any,
+    ) -> Reply:
+        """Call ``tool`` with its input as keywords, or as a dict for input keys named
+        ``text`` or ``think`` (which are this method's own: the text said before the call,
+        and the relative thinking time): ``Reply.call("count", {"text": "a b c"})``."""
+        return cls(
+            text=text, tool=tool, tool_input={**(tool_input or {}), **more_input}, think=think
+        )
 
     @classmethod
     def say(cls, text: str, *, think: float = 1.0) -> Reply:
@@ -111,7 +124,7 @@ class Conversation:
         return list(self._user_texts())
 
     def first_user_turn(self) -> str:
-        """The agent's instructions."""
+        """The agent's first user turn: its task (a lead's is the run's task)."""
         first = self.request.messages[0]["content"]
         return first if isinstance(first, str) else ""
 

@@ -8,8 +8,9 @@ immutable values: one team can be run any number of times, concurrently.
 from __future__ import annotations
 
 import asyncio
+import re
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -33,6 +34,9 @@ RESERVED_TOOL_NAMES: Final = frozenset(
     s["name"]
     for s in (SEND_MESSAGE, WAIT_FOR_MESSAGE, CREATE_SUBAGENTS, GET_STATUS, KILL_SUBAGENTS)
 )
+
+#: What the Messages API accepts as a tool name.
+_TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 #: The first user turn of a team member that was given no task of its own.
 DEFAULT_MEMBER_TASK: Final = (
@@ -114,6 +118,11 @@ class Agent:
                 raise ConfigurationError(f"agent {self.name!r}: {exc}") from None
         names = [t.name for t in tools]
         for name in names:
+            if not _TOOL_NAME.fullmatch(name):
+                raise ConfigurationError(
+                    f"agent {self.name!r}: tool name {name!r} must be 1 to 64 letters, digits, "
+                    "'_' or '-' (the Messages API's rule); use @tool(name=...)"
+                )
             if name in RESERVED_TOOL_NAMES:
                 raise ConfigurationError(
                     f"agent {self.name!r}: tool name {name!r} is the runtime's own; rename it"
@@ -161,9 +170,15 @@ class Team:
 
     def __post_init__(self) -> None:
         check_agent_name(self.name, "team name")
-        agents = tuple(self.agents) if isinstance(self.agents, Sequence) else ()
+        if isinstance(self.agents, str | bytes | Agent) or not isinstance(self.agents, Iterable):
+            raise ConfigurationError(f"team {self.name!r}: agents must be a list of Agent")
+        agents = tuple(self.agents)
         if not agents:
             raise ConfigurationError(f"team {self.name!r} has no agents")
+        if isinstance(self.templates, str | bytes | Agent) or not isinstance(
+            self.templates, Iterable
+        ):
+            raise ConfigurationError(f"team {self.name!r}: templates must be a list of Agent")
         templates = tuple(self.templates)
         for value in (*agents, *templates):
             if not isinstance(value, Agent):

@@ -329,7 +329,9 @@ class FunctionTool:
             problems = "; ".join(
                 _describe(err["loc"], err["msg"]) for err in exc.errors(include_url=False)
             )
-            raise ToolError(f"invalid input for {self._name}: {problems}") from None
+            raise ToolError(
+                f"invalid input for {self._name}: {problems}", kind="invalid_input"
+            ) from None
         return {key: getattr(parsed, key) for key in type(parsed).model_fields}
 
     async def invoke(self, call: ToolCall, context: ToolContext) -> ToolOutcome:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import gc
+import logging
+import os
+import sys
 from collections.abc import Iterator
 
+import opentelemetry.metrics._internal as otel_metrics
 import pytest
+import structlog
+from opentelemetry import trace
+from opentelemetry.util._once import Once
 from support import Traced
 
 
@@ -15,3 +23,35 @@ def traced() -> Iterator[Traced]:
     yield t
     t.tracer_provider.shutdown()
     t.meter_provider.shutdown()
+
+
+@pytest.fixture
+def command_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An offline environment, and the process as it was once the command has run."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    # The command sets the global providers (once per process): give it a fresh slot and
+    # put back whatever was there.
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(otel_metrics, "_METER_PROVIDER", None)
+    monkeypatch.setattr(otel_metrics, "_METER_PROVIDER_SET_ONCE", Once())
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    structlog_configured, structlog_config = structlog.is_configured(), structlog.get_config()
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    path, modules = list(sys.path), set(sys.modules)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    if structlog_configured:
+        structlog.configure(**structlog_config)
+    else:
+        structlog.reset_defaults()
+    gc.set_threshold(*thresholds)
+    sys.setswitchinterval(interval)
+    sys.path[:] = path
+    for name in set(sys.modules) - modules:
+        del sys.modules[name]
