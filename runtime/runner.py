@@ -217,7 +217,13 @@ async def run(
     from telemetry.setup import Telemetry, content_policy, setup_telemetry
     from telemetry.summary import SummaryProcessor
 
+    from telemetry.cost import default_prices
+
     team = Team.of(team)
+    try:
+        default_prices()
+    except ValueError as exc:  # a malformed ORCHESTRACE_PRICES file
+        raise ConfigurationError(str(exc)) from exc
     if task is None and team.lead_agent.task is None:
         raise ConfigurationError(
             f"no task for {team.lead!r}: pass run(team, task=...) or Agent(..., task=...)"

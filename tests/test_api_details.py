@@ -75,3 +75,19 @@ def test_a_file_that_is_not_python_says_so(
     code, err = _run(["run", "notes.txt", "--spans-file", ""], capsys)
     assert code == 2
     assert err == "orchestrace run: notes.txt: not a Python file (.py)\n"
+
+
+@COMMAND
+def test_a_malformed_price_file_is_a_one_line_setting_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "prices.json").write_text("{bad")
+    monkeypatch.setenv("ORCHESTRACE_PRICES", str(tmp_path / "prices.json"))
+    code, err = _run(["run", "spawn", "--spans-file", ""], capsys)
+    assert code == 2
+    assert err.startswith("orchestrace run: ORCHESTRACE_PRICES: price file ")
+    assert len(err.splitlines()) == 1
+    import orchestrace
+
+    with pytest.raises(ConfigurationError, match="ORCHESTRACE_PRICES"):
+        orchestrace.run_sync(Agent("a", task="x", script=[Reply.say("y")]), spans_file=None)
