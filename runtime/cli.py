@@ -23,6 +23,7 @@ from runtime.limits import (
     RunLimits,
 )
 from runtime.process import tune_process
+from telemetry.redact import for_terminal
 from telemetry.setup import DEFAULT_SERVICE_NAME
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ EPILOG: Final = """\
 environment:
   ANTHROPIC_API_KEY      use real Claude through the anthropic SDK (else the scripted model)
   ORCHESTRACE_MODEL      model name (default claude-opus-4-8); --model overrides it
+  ORCHESTRACE_MODEL_TIMEOUT, ORCHESTRACE_MODEL_RETRIES
+                         seconds per model API attempt (default 300) and retries after a
+                         failed one (default 2): a call that never answers still ends
   OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (grpc | http/protobuf)
                          send spans and metrics over OTLP, e.g. http://localhost:4317
   OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER (otlp, console, prometheus, none)
@@ -208,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  orchestrace profile orchestrace-spans.jsonl\n"
         "  orchestrace profile orchestrace-spans.jsonl --mermaid > run.mmd\n"
+        "  orchestrace profile orchestrace-spans.jsonl --html report.html\n"
         "  orchestrace profile --jaeger http://localhost:16686 --last --json\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -223,6 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="COLUMNS",
         help="width of the text report (default: the terminal's, else 100)",
+    )
+    profile.add_argument(
+        "--html",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write the report as one self-contained HTML page (timeline, critical "
+        "path, sequence diagram; opens offline) and print 'report: PATH' (on stderr with "
+        "--json or --mermaid)",
     )
     return parser
 
@@ -268,6 +282,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from runtime.hub import AgentState
     from runtime.loader import UserCodeError, load_team
     from runtime.runner import choose_model, new_run
+    from telemetry.cost import default_prices
     from telemetry.live import LiveView
     from telemetry.logs import configure_logging
     from telemetry.setup import setup_telemetry
@@ -282,8 +297,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             latency=args.latency,
             sleep=_scaled_sleep(args.time_scale),
         )
-    except ConfigurationError as exc:
-        sys.stderr.write(f"orchestrace run: {exc}\n")
+        default_prices()  # a malformed ORCHESTRACE_PRICES file is a setting error
+    except (ConfigurationError, ValueError) as exc:
+        sys.stderr.write(for_terminal(f"orchestrace run: {exc}", newlines=False) + "\n")
         return 2
     except UserCodeError as exc:
         sys.stderr.write(exc.traceback_text)
@@ -344,7 +360,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         telemetry.shutdown()
     if result is not None:
-        out.write(f"\n[lead final answer]\n{result.text}\n\n")
+        out.write(f"\n[lead final answer]\n{for_terminal(result.text)}\n\n")
     else:
         out.write(f"\n[interrupted by {run.interrupted}]\n\n")
     if telemetry.enabled and trace_ids:
@@ -363,7 +379,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     # A lead stopped by a limit, max_turns, a refusal or a crash did not finish its task:
     # scripts and CI must be able to tell.
-    out.write(f"run incomplete: the lead ended {lead.state} ({lead.reason})\n")
+    out.write(for_terminal(f"run incomplete: the lead ended {lead.state} ({lead.reason})") + "\n")
     out.flush()
     return 1
 
@@ -415,7 +431,7 @@ def cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
         else:
             text = summarize_file(args.file, args.trace_id)
     except (OSError, ValueError, SummaryError, JaegerError) as exc:
-        sys.stderr.write(f"orchestrace summary: {exc}\n")
+        sys.stderr.write(for_terminal(f"orchestrace summary: {exc}", newlines=False) + "\n")
         return 2
     out.write(text)
     return 0
@@ -444,6 +460,7 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
 
     from telemetry.jaeger import JaegerError, normalize_trace_id
     from telemetry.profile import ProfileError, build_profile, profile_file
+    from telemetry.profile_html import write_html
     from telemetry.profile_render import render_mermaid, render_text
 
     try:
@@ -458,8 +475,17 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
         else:
             profile = profile_file(args.file, trace_id)
     except (OSError, ValueError, ProfileError, JaegerError) as exc:
-        sys.stderr.write(f"orchestrace profile: {exc}\n")
+        sys.stderr.write(for_terminal(f"orchestrace profile: {exc}", newlines=False) + "\n")
         return 2
+    if args.html is not None:
+        # Written before anything is printed: a report that cannot be written is an
+        # error with no half output.
+        try:
+            write_html(profile, args.html)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            sys.stderr.write(f"orchestrace profile: cannot write {args.html}: {reason}\n")
+            return 2
     if args.json:
         json.dump(profile.to_json(), out, indent=2, ensure_ascii=False)
         out.write("\n")
@@ -469,6 +495,10 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
         tty = out.isatty()
         width = args.width or (shutil.get_terminal_size((100, 24)).columns if tty else 100)
         out.write(render_text(profile, width=width, fancy=tty))
+    if args.html is not None:
+        # --json and --mermaid keep stdout to the format they print.
+        report = sys.stderr if args.json or args.mermaid else out
+        report.write(f"report: {args.html}\n")
     return 0
 
 

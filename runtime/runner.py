@@ -213,11 +213,10 @@ async def run(
     says how (``result.completed``, ``result.lead.reason``). ``asyncio.CancelledError``
     propagates; the spans recorded so far are still ended and flushed.
     """
+    from telemetry.cost import default_prices
     from telemetry.routing import router_for
     from telemetry.setup import Telemetry, content_policy, setup_telemetry
     from telemetry.summary import SummaryProcessor
-
-    from telemetry.cost import default_prices
 
     team = Team.of(team)
     try:

@@ -17,6 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from telemetry import semconv as sc
+from telemetry.redact import for_terminal
 
 SNIP: int = 60
 
@@ -70,9 +71,11 @@ class LiveView(SpanProcessor):
             self._write(lines)
 
     def _write(self, lines: list[str]) -> None:
+        # Model-written text and names: no secret, no terminal control sequence.
+        text = "".join(for_terminal(line, newlines=False) + "\n" for line in lines)
         with self._lock:
             try:
-                self._stream.write("".join(line + "\n" for line in lines))
+                self._stream.write(text)
                 self._stream.flush()
             except (OSError, ValueError):  # a closed console must not break the run
                 pass

@@ -19,6 +19,8 @@ from typing import Any, TextIO
 import structlog
 from opentelemetry import trace
 
+from telemetry.redact import redact
+
 
 def add_trace_context(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
@@ -28,6 +30,16 @@ def add_trace_context(
     if ctx.is_valid:
         event["trace_id"] = format(ctx.trace_id, "032x")
         event["span_id"] = format(ctx.span_id, "016x")
+    return event
+
+
+def redact_event(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: no secret in any string value (see :mod:`telemetry.redact`)."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value)
     return event
 
 
@@ -42,6 +54,7 @@ def _as_message(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> 
 _LIBRARY_PROCESSORS: tuple[structlog.types.Processor, ...] = (
     structlog.contextvars.merge_contextvars,
     add_trace_context,
+    redact_event,
     _as_message,
 )
 
@@ -107,6 +120,7 @@ def configure_logging(level: str = "WARNING", stream: TextIO | None = None) -> N
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                redact_event,
                 renderer,
             ],
         )

@@ -20,13 +20,17 @@ to ``S``'s parent at ``S``'s start. Spans are visited once. The cross-agent step
 child is a ``wait_for_message`` call, the agent was blocked until a message arrived, so the
 time before the arrival is explained by the sender, not by the waiter. The ``receive``
 span that follows the wait links to the ``send`` spans of the messages it delivered; the
-message that woke the wait is the first one sent after the wait began. The segment from
-that send to the end of the wait is the message's hand-off (*messaging*), and the walk
+message that woke the wait is the first one sent after the wait began (and before it
+ended). The segment from that send to the end of the wait is the message's hand-off
+(*messaging*; kept even when it lasts no time, so the path shows every hop), and the walk
 continues at the ``send`` span in the sender's turn, at the moment it sent — from there up
 through the sender's tool call and agent span, and for a spawned agent into the spawning
 ``create_subagents`` call. A wait that timed out, or whose messages were already waiting,
 has no such hop and counts as the waiter's own time. Segments never overlap, each lies
-inside its span, and together they never exceed the root span's duration.
+inside its span, and together they never exceed the root span's duration. A span file is
+anyone's input: a parent chain that loops back on itself is cut where it loops, and ties
+in time are broken by names, not by the order the spans were read in, so a run read from
+a file and from Jaeger profiles the same.
 
 **Waits.** Each ``wait_for_message`` call's duration is charged to the sender whose message
 woke it (``(no message)`` when it timed out or no sender was left, ``(cancelled)`` when the
@@ -37,6 +41,7 @@ comes from the ``orchestrace.message.wait_seconds`` attribute on each ``receive`
 from __future__ import annotations
 
 import bisect
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +66,8 @@ class ProfileError(Exception):
 
 
 def category(span: SpanRecord) -> str:
-    """``model``, ``tool``, ``messaging``, ``waiting`` or ``runtime`` for a span."""
+    """``model``, ``tool``, ``messaging``, ``waiting`` or ``runtime`` for a span (``runtime``:
+    agent and workflow spans, whose own time the timeline calls *other*)."""
     operation = span.attributes.get(sc.GEN_AI_OPERATION_NAME)
     if operation == sc.OP_CHAT:
         return "model"
@@ -86,6 +92,31 @@ def _is_wait(span: SpanRecord) -> bool:
     return span.attributes.get(sc.GEN_AI_TOOL_NAME) == WAIT_TOOL and span.name.startswith(
         sc.OP_TOOL
     )
+
+
+def _is_receive(span: SpanRecord) -> bool:
+    return span.name.startswith(f"{sc.OP_RECEIVE} ")
+
+
+def _is_chat(span: SpanRecord) -> bool:
+    return span.attributes.get(sc.GEN_AI_OPERATION_NAME) == sc.OP_CHAT
+
+
+def _seconds(value: object) -> float | None:
+    """A seconds attribute as a float, or None when it is not a finite number (a spans
+    file may hold ``"NaN"``, which JSON cannot carry)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _json_value(value: object) -> object:
+    """An attribute value as JSON-ready data: tuples as lists, non-finite floats as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -272,7 +303,7 @@ class Profile:
                     "to": e.target,
                     "label": e.label,
                     "message_id": e.message_id,
-                    "wait_seconds": e.wait_seconds,
+                    "wait_seconds": None if e.wait_seconds is None else round(e.wait_seconds, 6),
                     "outcome": e.outcome,
                 }
                 for e in self.events
@@ -286,7 +317,7 @@ class Profile:
                     "start": at(b.start_ns),
                     "seconds": secs(b.end_ns - b.start_ns),
                     "on_critical_path": b.on_path,
-                    "attributes": dict(b.attributes),
+                    "attributes": {k: _json_value(v) for k, v in b.attributes.items()},
                 }
                 for b in self.bars
             ],
@@ -300,22 +331,36 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _tie(span: SpanRecord) -> tuple[str, str]:
+    """What orders spans that start and end together: their names, never the read order."""
+    return (span.name, _agent_of(span))
+
+
 class _Trace:
-    """Index of one trace's spans: by id, children by parent, ordered by end time."""
+    """Index of one trace's spans: by id, parents (loops cut), children by parent ordered
+    by end time and by start time."""
 
     def __init__(self, spans: Sequence[SpanRecord]) -> None:
         self.by_id = {s.span_id: s for s in spans}
+        self.parents = _acyclic_parents(self.by_id)
         self.children: dict[str, list[SpanRecord]] = {}
         for s in spans:
-            if s.parent_span_id is not None and s.parent_span_id in self.by_id:
-                self.children.setdefault(s.parent_span_id, []).append(s)
+            parent = self.parents.get(s.span_id)
+            if parent is not None:
+                self.children.setdefault(parent, []).append(s)
         self.ends: dict[str, list[int]] = {}
+        self.by_start: dict[str, list[SpanRecord]] = {}
+        self.starts: dict[str, list[int]] = {}
         for parent, kids in self.children.items():
-            kids.sort(key=lambda k: (k.end_ns, k.start_ns))
+            kids.sort(key=lambda k: (k.end_ns, k.start_ns, *_tie(k)))
             self.ends[parent] = [k.end_ns for k in kids]
+            ordered = sorted(kids, key=lambda k: (k.start_ns, k.end_ns, *_tie(k)))
+            self.by_start[parent] = ordered
+            self.starts[parent] = [k.start_ns for k in ordered]
 
     def parent(self, span: SpanRecord) -> SpanRecord | None:
-        return self.by_id.get(span.parent_span_id) if span.parent_span_id else None
+        parent = self.parents.get(span.span_id)
+        return None if parent is None else self.by_id[parent]
 
     def latest_child(self, span: SpanRecord, t: int, visited: set[str]) -> SpanRecord | None:
         """The unvisited child that ended last at or before ``t`` (and after ``span`` began)."""
@@ -334,23 +379,54 @@ class _Trace:
 
     def wake_send(self, wait: SpanRecord) -> SpanRecord | None:
         """The ``send`` span whose message ended ``wait``, if a message did."""
-        parent = wait.parent_span_id
+        parent = self.parents.get(wait.span_id)
         if parent is None:
             return None
-        receive = None
-        for sibling in sorted(self.children.get(parent, ()), key=lambda s: s.start_ns):
-            if sibling.start_ns < wait.end_ns:
-                continue
-            if sibling.name.startswith(f"{sc.OP_RECEIVE} "):
-                receive = sibling
-                break
-            if sibling.attributes.get(sc.GEN_AI_OPERATION_NAME) == sc.OP_CHAT:
-                break  # the next turn began: nothing was delivered for this wait
+        siblings, starts = self.by_start[parent], self.starts[parent]
+        lo = bisect.bisect_left(starts, wait.end_ns)
+        hi = bisect.bisect_right(starts, wait.end_ns)
+        # A step that starts as the wait ends could be before or after the delivery (the
+        # same instant): a receive among them is the delivery.
+        receive = next((s for s in siblings[lo:hi] if _is_receive(s)), None)
+        if receive is None and not any(_is_chat(s) for s in siblings[lo:hi]):
+            for sibling in siblings[hi:]:
+                if _is_receive(sibling):
+                    receive = sibling
+                    break
+                if _is_chat(sibling):
+                    break  # the next turn began: nothing was delivered for this wait
         if receive is None:
             return None
         sends = [self.by_id[link.span_id] for link in receive.links if link.span_id in self.by_id]
-        woke = [s for s in sends if s.end_ns >= wait.start_ns]
-        return min(woke, key=lambda s: s.end_ns) if woke else None
+        # Sent while the wait lasted: a message sent before it began was already waiting
+        # (no block), one sent after it ended cannot have ended it.
+        woke = [s for s in sends if s.end_ns >= wait.start_ns and s.start_ns <= wait.end_ns]
+        return min(woke, key=lambda s: (s.end_ns, s.start_ns, *_tie(s))) if woke else None
+
+
+def _acyclic_parents(by_id: Mapping[str, SpanRecord]) -> dict[str, str]:
+    """Each span's parent id, for parents that are in the trace; a span whose parent chain
+    loops back (a malformed file) loses the link that closes the loop, so walking up always
+    ends."""
+    parents = {
+        s.span_id: s.parent_span_id
+        for s in by_id.values()
+        if s.parent_span_id is not None and s.parent_span_id in by_id
+    }
+    settled: set[str] = set()  # spans whose chain is known to end
+    for start in list(parents):
+        chain: list[str] = []
+        on_chain: set[str] = set()
+        node: str | None = start
+        while node is not None and node not in settled:
+            if node in on_chain:
+                del parents[chain[-1]]  # the link back into the chain closes a loop
+                break
+            chain.append(node)
+            on_chain.add(node)
+            node = parents.get(node)
+        settled.update(chain)
+    return parents
 
 
 def critical_path(spans: Sequence[SpanRecord], root: SpanRecord) -> list[Segment]:
@@ -363,7 +439,7 @@ def critical_path(spans: Sequence[SpanRecord], root: SpanRecord) -> list[Segment
 
     def own(s: SpanRecord, start: int, end: int, via: str | None = None) -> None:
         start, end = max(start, s.start_ns, root.start_ns), min(end, s.end_ns)
-        if end > start:
+        if end > start or (via is not None and end == start):
             cat = "messaging" if via is not None else category(s)
             segments.append(Segment(_agent_of(s), s.span_id, s.name, cat, start, end, via))
 
@@ -393,7 +469,7 @@ def _timelines(spans: Sequence[SpanRecord], trace: _Trace) -> list[AgentTimeline
     timelines: list[AgentTimeline] = []
     for agent_span in sorted(
         (s for s in spans if s.attributes.get(sc.GEN_AI_OPERATION_NAME) == sc.OP_AGENT),
-        key=lambda s: (s.start_ns, s.name),
+        key=lambda s: (s.start_ns, s.end_ns, *_tie(s)),
     ):
         a = AgentTimeline(
             agent=_agent_of(agent_span),
@@ -439,9 +515,9 @@ def _events(spans: Sequence[SpanRecord], trace: _Trace) -> list[Event]:
     waits: dict[str, float] = {}
     for s in spans:
         for link in s.links:
-            wait = link.attributes.get(sc.MESSAGE_WAIT_SECONDS)
-            if isinstance(wait, int | float):
-                waits[link.span_id] = float(wait)
+            wait = _seconds(link.attributes.get(sc.MESSAGE_WAIT_SECONDS))
+            if wait is not None:
+                waits[link.span_id] = wait
     kills = [s for s in spans if s.attributes.get(sc.GEN_AI_TOOL_NAME) == "kill_subagents"]
     for s in spans:
         operation = s.attributes.get(sc.GEN_AI_OPERATION_NAME)
@@ -476,7 +552,7 @@ def _events(spans: Sequence[SpanRecord], trace: _Trace) -> list[Event]:
                 )
             )
     order = {"spawn": 0, "message": 1, "kill": 2, "end": 3}
-    events.sort(key=lambda e: (e.at_ns, order[e.kind]))
+    events.sort(key=lambda e: (e.at_ns, order[e.kind], e.source, e.target, e.label))
     return events
 
 
@@ -528,10 +604,10 @@ def build_profile(spans: Iterable[SpanRecord], trace_id: str | None = None) -> P
             continue
         recipient = _agent_of(s)
         for link in s.links:
-            wait = link.attributes.get(sc.MESSAGE_WAIT_SECONDS)
+            wait = _seconds(link.attributes.get(sc.MESSAGE_WAIT_SECONDS))
             from_ = link.attributes.get(sc.MESSAGE_SENDER)
-            if isinstance(wait, int | float) and from_ is not None:
-                latencies.setdefault((str(from_), recipient), []).append(float(wait))
+            if wait is not None and from_ is not None:
+                latencies.setdefault((str(from_), recipient), []).append(wait)
     bars = [
         Bar(
             s.span_id,
@@ -543,7 +619,7 @@ def build_profile(spans: Iterable[SpanRecord], trace_id: str | None = None) -> P
             s.span_id in on_path,
             {k: s.attributes[k] for k in BAR_KEYS if k in s.attributes},
         )
-        for s in sorted(mine, key=lambda s: (s.start_ns, s.name))
+        for s in sorted(mine, key=lambda s: (s.start_ns, s.end_ns, *_tie(s)))
     ]
     return Profile(
         trace_id=root.trace_id,

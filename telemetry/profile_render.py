@@ -48,7 +48,7 @@ def render_text(profile: Profile, *, width: int = 100, fancy: bool = True) -> st
     lines.append(f"Each agent's time, left to right ({legend}; '{_BAR['other'][which]}' other):")
     names = [_safe(a.agent) for a in profile.agents]
     name_w = max((len(n) for n in names), default=5)
-    bar_w = max(10, width - name_w - 12)
+    bar_w = max(10, width - name_w - 14)  # the line: 2 + name + 1 + 8 + ' |' + bar + '|'
     for a, name in zip(profile.agents, names, strict=True):
         lines.append(f"  {name:<{name_w}} {_s(a.wall_ns):>8} |{_bar(a, profile, bar_w, which)}|")
     lines.append("")
@@ -86,7 +86,7 @@ def render_text(profile: Profile, *, width: int = 100, fancy: bool = True) -> st
     rows = [["start", "took", "share", "agent", "span"]]
     folded = folded_ns = 0
     for seg in path:
-        if wall and seg.duration_ns / wall < _MIN_SHARE:
+        if wall and seg.duration_ns / wall < _MIN_SHARE and seg.via is None:  # hops stay
             folded += 1
             folded_ns += seg.duration_ns
             continue

@@ -36,6 +36,7 @@ from opentelemetry.trace import (
 from telemetry import semconv as sc
 from telemetry.cost import PriceTable, default_prices, uncached_input
 from telemetry.metrics import Instruments
+from telemetry.redact import redact
 from telemetry.version import __version__
 
 #: How many characters of content are kept on spans when capture is off. Enough for the
@@ -131,10 +132,21 @@ def _error_type(exc: BaseException) -> str:
     return str(status) if isinstance(status, int) else type(exc).__name__
 
 
+def _exception_attributes(exc: BaseException, message: str) -> dict[str, str]:
+    """``exception.message`` and ``exception.stacktrace`` for ``exc``, secrets removed."""
+    frames = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {
+        sc.EXCEPTION_MESSAGE: redact(message),
+        sc.EXCEPTION_STACKTRACE: redact(frames),
+    }
+
+
 def _fail(span: Span, exc: BaseException, error_type: str) -> None:
-    span.record_exception(exc)
+    # The SDK's record_exception would copy str(exc) and the traceback as they are: an
+    # error text from below the HTTP client can quote the API key.
+    span.record_exception(exc, attributes=_exception_attributes(exc, str(exc)))
     span.set_attribute(sc.ERROR_TYPE, error_type)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    span.set_status(Status(StatusCode.ERROR, redact(f"{type(exc).__name__}: {exc}")))
 
 
 # --- model attempts (recorded by the anthropic client's middleware) -------------------------
@@ -278,7 +290,7 @@ class ToolSpan:
         content capture is on, the event keeps the type and the stack frames only.
         """
         if self.policy.capture:
-            self.span.record_exception(exc)
+            self.span.record_exception(exc, attributes=_exception_attributes(exc, str(exc)))
             return
         frames = "".join(traceback.format_tb(exc.__traceback__))
         self.span.record_exception(

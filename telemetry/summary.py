@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from telemetry import semconv as sc
 from telemetry.cost import PriceTable, default_prices, format_usd, uncached_input
 from telemetry.records import AttrValue, facts_of_readable_span
+from telemetry.redact import for_terminal
 
 
 class SummarySpan(Protocol):
@@ -284,8 +285,9 @@ class TraceSummary:
             + (f" · {self.outcome}" if self.outcome else "")
         )
         agents = [self.agents[n] for n in sorted(self.agents)]
-        seed = [a.seed_line() for a in agents if a.tools]
+        seed = [for_terminal(a.seed_line(), newlines=False) for a in agents if a.tools]
         table = _table(agents, prices if prices is not None else default_prices())
+        header = for_terminal(header, newlines=False)
         return "\n".join([header, "", "Tool-call summary:", *seed, "", table]) + "\n"
 
 
@@ -314,12 +316,14 @@ _COST = _COLUMNS.index("cost")
 
 def _table(agents: list[AgentStats], prices: PriceTable) -> str:
     costs = [a.cost(prices) for a in agents]
+    # Names and reasons may come from a spans file anyone could write: one line each, no
+    # terminal control sequences, so a cell cannot break the table or the terminal.
     rows = [
         [
-            a.name,
-            a.role,
-            a.state,
-            a.reason,
+            for_terminal(a.name, newlines=False),
+            for_terminal(a.role, newlines=False),
+            for_terminal(a.state, newlines=False),
+            for_terminal(a.reason, newlines=False),
             str(a.turns),
             str(a.model_calls),
             str(a.input_tokens),
