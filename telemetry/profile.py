@@ -32,6 +32,10 @@ anyone's input: a parent chain that loops back on itself is cut where it loops, 
 in time are broken by names, not by the order the spans were read in, so a run read from
 a file and from Jaeger profiles the same.
 
+**Cost.** Each agent's ``chat`` spans' token counts (cache reads and writes at their own
+rates) priced by :mod:`telemetry.cost` per call; a model without a price makes the agent's
+and the run's cost unknown (None), never 0.
+
 **Waits.** Each ``wait_for_message`` call's duration is charged to the sender whose message
 woke it (``(no message)`` when it timed out or no sender was left, ``(cancelled)`` when the
 waiting agent was killed); send → receive latency per sender and recipient
@@ -198,6 +202,56 @@ class Bar:
 
 
 @dataclass
+class AgentCost:
+    """One agent's tokens (every ``chat`` span) and their list-price cost in USD.
+
+    ``usd`` is None when any of its calls used a model the price table does not know.
+    """
+
+    agent: str
+    models: set[str] = field(default_factory=set)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    usd: float | None = 0.0
+
+
+def _int_attr(span: SpanRecord, key: str) -> int:
+    value = span.attributes.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _costs(spans: Sequence[SpanRecord], order: Sequence[str]) -> list[AgentCost]:
+    """Per-agent tokens and cost, priced call by call (``telemetry.cost``)."""
+    from telemetry.cost import default_prices, uncached_input
+
+    prices = default_prices()
+    by_agent: dict[str, AgentCost] = {name: AgentCost(name) for name in order}
+    for s in spans:
+        if s.attributes.get(sc.GEN_AI_OPERATION_NAME) != sc.OP_CHAT:
+            continue
+        c = by_agent.setdefault(_agent_of(s), AgentCost(_agent_of(s)))
+        model = str(
+            s.attributes.get(sc.GEN_AI_RESPONSE_MODEL)
+            or s.attributes.get(sc.GEN_AI_REQUEST_MODEL)
+            or ""
+        )
+        tokens_in = _int_attr(s, sc.GEN_AI_USAGE_INPUT_TOKENS)
+        tokens_out = _int_attr(s, sc.GEN_AI_USAGE_OUTPUT_TOKENS)
+        read = _int_attr(s, sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)
+        write = _int_attr(s, sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
+        c.models.add(model)
+        c.input_tokens += tokens_in
+        c.output_tokens += tokens_out
+        c.cache_read_tokens += read
+        c.cache_write_tokens += write
+        usd = prices.cost(model, uncached_input(tokens_in, read, write), tokens_out, read, write)
+        c.usd = None if usd is None or c.usd is None else c.usd + usd
+    return list(by_agent.values())
+
+
+@dataclass
 class Profile:
     """Everything ``orchestrace profile`` reports about one run."""
 
@@ -214,6 +268,18 @@ class Profile:
     latencies: dict[tuple[str, str], list[float]]
     events: list[Event]
     bars: list[Bar]
+    #: Token counts and cost per agent, in agent order (see :class:`AgentCost`).
+    costs: list[AgentCost] = field(default_factory=list)
+
+    @property
+    def total_cost(self) -> float | None:
+        """The run's cost in USD; None when any call's model has no price (never 0)."""
+        total = 0.0
+        for c in self.costs:
+            if c.usd is None:
+                return None
+            total += c.usd
+        return total
 
     @property
     def wall_ns(self) -> int:
@@ -308,6 +374,21 @@ class Profile:
                 }
                 for e in self.events
             ],
+            "cost": {
+                "total_usd": None if self.total_cost is None else round(self.total_cost, 6),
+                "agents": [
+                    {
+                        "agent": c.agent,
+                        "models": sorted(c.models),
+                        "input_tokens": c.input_tokens,
+                        "output_tokens": c.output_tokens,
+                        "cache_read_tokens": c.cache_read_tokens,
+                        "cache_write_tokens": c.cache_write_tokens,
+                        "usd": None if c.usd is None else round(c.usd, 6),
+                    }
+                    for c in self.costs
+                ],
+            },
             "spans": [
                 {
                     "span_id": b.span_id,
@@ -633,6 +714,7 @@ def build_profile(spans: Iterable[SpanRecord], trace_id: str | None = None) -> P
         latencies=latencies,
         events=_events(mine, trace),
         bars=bars,
+        costs=_costs(mine, [a.agent for a in timelines]),
     )
 
 

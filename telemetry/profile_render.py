@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from telemetry.cost import format_usd
 from telemetry.profile import CATEGORIES, AgentTimeline, Profile
 
 #: Bar characters per category: (terminal, plain ASCII).
@@ -119,6 +120,24 @@ def render_text(profile: Profile, *, width: int = 100, fancy: bool = True) -> st
         rows = [["waiter", *map(_safe, senders)]]
         for waiter, row in profile.waits.items():
             rows.append([_safe(waiter), *(f"{row[s]:.3f}" if s in row else "-" for s in senders)])
+        lines += _table(rows)
+        lines.append("")
+    if profile.costs:
+        lines.append("Cost (list prices; ? = a model with no price):")
+        rows = [["agent", "model", "in tok", "out tok", "cache rd", "cache wr", "cost"]]
+        for c in profile.costs:
+            rows.append(
+                [
+                    _safe(c.agent),
+                    _safe(", ".join(sorted(c.models))) or "-",
+                    str(c.input_tokens),
+                    str(c.output_tokens),
+                    str(c.cache_read_tokens),
+                    str(c.cache_write_tokens),
+                    format_usd(c.usd),
+                ]
+            )
+        rows.append(["total", "", "", "", "", "", format_usd(profile.total_cost)])
         lines += _table(rows)
         lines.append("")
     if profile.latencies:

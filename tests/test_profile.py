@@ -809,3 +809,67 @@ def test_profile_from_jaeger_equals_the_spans_file(recorded: Recorded) -> None:
         newest = profile_cmd("--jaeger", jaeger.url, "--last", "--service", service, "--json")
         assert newest == profile_cmd(str(recorded.path), "--json")
         assert f"/api/v3/traces/{recorded.trace_id('spawn')}" in jaeger.requests
+
+
+def test_the_profile_prices_each_agent_like_the_summary() -> None:
+    """Per-agent cost in the profile equals the summary's; an unknown model is unknown."""
+    from telemetry.cost import default_prices
+    from telemetry.profile import build_profile
+    from telemetry.records import SpanRecord
+    from telemetry.summary import summarize
+
+    def chat(span_id: str, agent: str, model: str, start: int) -> SpanRecord:
+        return SpanRecord(
+            "ab" * 16,
+            span_id,
+            "0000000000000001",
+            f"chat {model}",
+            "CLIENT",
+            start,
+            start + 10,
+            "UNSET",
+            "",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.agent.name": agent,
+                "gen_ai.request.model": model,
+                "gen_ai.usage.input_tokens": 1_000_000,
+                "gen_ai.usage.output_tokens": 100_000,
+                "gen_ai.usage.cache_read.input_tokens": 200_000,
+                "gen_ai.usage.cache_creation.input_tokens": 100_000,
+            },
+            (),
+            (),
+            {},
+        )
+
+    root = SpanRecord(
+        "ab" * 16,
+        "0000000000000001",
+        None,
+        "invoke_workflow t",
+        "INTERNAL",
+        0,
+        100,
+        "UNSET",
+        "",
+        {"gen_ai.operation.name": "invoke_workflow", "gen_ai.workflow.name": "t"},
+        (),
+        (),
+        {},
+    )
+    spans = [
+        root,
+        chat("00000000000000a1", "a", "claude-opus-4-8", 1),
+        chat("00000000000000b1", "b", "no-such-model", 2),
+    ]
+    profile = build_profile(spans)
+    costs = {c.agent: c.usd for c in profile.costs}
+    expected = default_prices().cost("claude-opus-4-8", 700_000, 100_000, 200_000, 100_000)
+    assert expected is not None
+    assert costs["a"] == pytest.approx(expected)
+    assert costs["b"] is None
+    assert profile.total_cost is None  # never a partial total that looks like the whole
+    data = profile.to_json()["cost"]
+    assert data["total_usd"] is None
+    assert f"${expected:.4f}" in summarize(spans)

@@ -356,7 +356,10 @@ def test_the_report_draws_in_chromium(runs: dict[str, Profile], opened: Any, sce
         assert [e.text for e in hops] == ["woken by msg-3 from helper3"]
     names = {e.attrs["data-agent"] for e in page.having("participant-col", "g")}
     assert names == {a.agent for a in profile.agents}
-    assert page.by_id("cost-section").attrs.get("hidden") is not None  # no cost in the JSON
+    # the profile's cost (per agent, priced from the shipped table) is drawn
+    assert page.by_id("cost-section").attrs.get("hidden") is None
+    cells = {e.text for e in page.elements if e.tag == "td"}
+    assert {a.agent for a in profile.agents} <= cells
 
 
 @needs_chromium
