@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -78,10 +79,27 @@ exit status:
 
 
 def _positive(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    """A finite number >= 0 written in ASCII (``nan``, ``inf`` and ``١٠`` are refused)."""
+    try:
+        number = float(value) if value.strip().isascii() else math.nan
+    except ValueError:
+        number = math.nan
+    if not (0 <= number < math.inf):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
     return number
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum`` written in ASCII digits."""
+
+    def parse(value: str) -> int:
+        text = value.strip()
+        if not (text.isascii() and text.lstrip("-").isdigit()) or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value!r}")
+        return int(text)
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default=None, help=f"Claude model (default: ${MODEL_ENV} or claude-opus-4-8)"
     )
     run.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stream model responses, recording the time to first token and per output "
+        "token; --no-stream waits for each response whole (default: --stream)",
+    )
+    run.add_argument(
         "--spans-file",
         default=DEFAULT_SPANS_FILE,
         metavar="PATH",
@@ -133,8 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {DEFAULT_SPANS_FILE}; '' to disable)",
     )
     run.add_argument("--quiet", action="store_true", help="no live lines, only the summary")
-    run.add_argument("--max-turns", type=int, default=20, help="model turns per agent (20)")
-    run.add_argument("--max-tokens", type=int, default=2048, help="max_tokens per call (2048)")
+    run.add_argument("--max-turns", type=_count(1), default=20, help="model turns per agent (20)")
+    run.add_argument(
+        "--max-tokens", type=_count(1), default=2048, help="max_tokens per call (2048)"
+    )
     run.add_argument(
         "--wait-timeout",
         type=_positive,
@@ -159,31 +186,31 @@ def build_parser() -> argparse.ArgumentParser:
     limits = run.add_argument_group("limits that protect a paid API (0 = unlimited)")
     limits.add_argument(
         "--max-agents",
-        type=int,
+        type=_count(0),
         default=DEFAULT_MAX_AGENTS,
         help=f"agents per run, helpers included ({DEFAULT_MAX_AGENTS})",
     )
     limits.add_argument(
         "--max-model-calls",
-        type=int,
+        type=_count(0),
         default=DEFAULT_MAX_MODEL_CALLS,
         help=f"model calls per run ({DEFAULT_MAX_MODEL_CALLS})",
     )
     limits.add_argument(
         "--max-total-tokens",
-        type=int,
+        type=_count(0),
         default=DEFAULT_MAX_TOKENS_TOTAL,
         help=f"input + output tokens per run ({DEFAULT_MAX_TOKENS_TOTAL})",
     )
     limits.add_argument(
         "--max-concurrent-calls",
-        type=int,
+        type=_count(0),
         default=DEFAULT_MAX_CONCURRENT_CALLS,
         help=f"model calls in flight at once ({DEFAULT_MAX_CONCURRENT_CALLS})",
     )
     limits.add_argument(
         "--max-message-chars",
-        type=int,
+        type=_count(0),
         default=DEFAULT_MAX_MESSAGE_CHARS,
         help=f"characters per send_message ({DEFAULT_MAX_MESSAGE_CHARS})",
     )
@@ -335,6 +362,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             max_turns=args.max_turns,
             wait_timeout=args.wait_timeout,
             sleep=_scaled_sleep(args.time_scale),
+            stream=args.stream,
         ),
         limits=RunLimits(
             max_agents=args.max_agents or None,

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from runtime.errors import OrchestraceError
+from telemetry.waits import OPEN_WAITS
 
 
 class AgentState(StrEnum):
@@ -64,6 +65,10 @@ class UnknownAgentError(OrchestraceError):
 
 class DuplicateAgentError(OrchestraceError):
     """An agent name was registered twice."""
+
+
+class InvalidAgentNameError(OrchestraceError):
+    """An agent name that is empty, not a string, or has spaces or control characters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +187,18 @@ class Hub:
         self._listeners.append(listener)
 
     def register(self, name: str, role: str = "agent") -> None:
-        """Add an agent in state ACTIVE with an empty inbox."""
+        """Add an agent in state ACTIVE with an empty inbox.
+
+        Raises :class:`DuplicateAgentError` for a name already registered or reserved, and
+        :class:`InvalidAgentNameError` for a name that is not a non-empty string of
+        printable characters without spaces.
+        """
+        if (
+            not isinstance(name, str)
+            or not name
+            or not all(c.isprintable() and not c.isspace() for c in name)
+        ):
+            raise InvalidAgentNameError(f"not a valid agent name: {name!r}")
         if name in self._states:
             raise DuplicateAgentError(f"agent {name!r} is already registered")
         if name == SYSTEM_SENDER:
@@ -216,7 +232,10 @@ class Hub:
             raise UnknownAgentError(f"no agent named {name!r}") from None
 
     def role(self, name: str) -> str:
-        """The role ``name`` was registered with (lead, helper, team member...)."""
+        """The role ``name`` was registered with (lead, helper, team member...).
+
+        Raises :class:`UnknownAgentError` for a name the hub never registered."""
+        self.state(name)
         return self._roles[name]
 
     def states(self) -> dict[str, AgentState]:
@@ -289,30 +308,36 @@ class Hub:
         return PostResult(rid, DeliveryOutcome.DELIVERED)
 
     def pending(self, name: str) -> int:
-        """How many messages wait unread for ``name``."""
+        """How many messages wait unread for ``name`` (UnknownAgentError if unregistered)."""
+        self.state(name)
         return self._inboxes.pending(name)
 
     def drain(self, name: str) -> list[Envelope]:
-        """Take every waiting message for ``name``."""
+        """Take every waiting message for ``name`` (UnknownAgentError if unregistered)."""
+        self.state(name)
         self._wakeups[name].clear()
         return self._inboxes.drain(name)
 
     async def wait(self, name: str, timeout: float) -> WakeReason:
         """Block ``name`` until a message arrives, no sender is left, or ``timeout`` passes.
 
-        The agent is IDLING while it waits and ACTIVE again afterwards.
+        The agent is IDLING while it waits and ACTIVE again afterwards. Raises
+        :class:`UnknownAgentError` for a name the hub never registered.
         """
+        self.state(name)
         if self._inboxes.pending(name):
             return WakeReason.MESSAGES
         wakeup = self._wakeups[name]
         wakeup.clear()
         self.set_state(name, AgentState.IDLING)
+        waiting = OPEN_WAITS.begin(self._roles[name])  # read by the agents.waiting gauges
         try:
             async with asyncio.timeout(timeout):
                 await wakeup.wait()
         except TimeoutError:
             return WakeReason.TIMEOUT
         finally:
+            OPEN_WAITS.end(waiting)
             self.set_state(name, AgentState.ACTIVE)
         if name in self._no_senders:
             self._no_senders.discard(name)

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
-from runtime.errors import OrchestraceError
+from runtime.errors import ConfigurationError, OrchestraceError
 
 DEFAULT_MAX_AGENTS: Final = 64
 DEFAULT_MAX_MODEL_CALLS: Final = 1000
@@ -33,13 +33,35 @@ class LimitExceeded(OrchestraceError):
 
 @dataclass(frozen=True)
 class RunLimits:
-    """The caps of one run; ``None`` means unlimited."""
+    """The caps of one run; ``None`` means unlimited.
+
+    Raises :class:`~runtime.errors.ConfigurationError` for a cap that is not a whole
+    number >= 1 (a concurrency cap of 0 would deadlock the run).
+    """
 
     max_agents: int | None = DEFAULT_MAX_AGENTS
     max_model_calls: int | None = DEFAULT_MAX_MODEL_CALLS
     max_tokens_total: int | None = DEFAULT_MAX_TOKENS_TOTAL
     max_concurrent_calls: int | None = DEFAULT_MAX_CONCURRENT_CALLS
     max_message_chars: int | None = DEFAULT_MAX_MESSAGE_CHARS
+
+    def __post_init__(self) -> None:
+        # 0 concurrent calls would deadlock every agent; negative caps mean nothing.
+        for name in (
+            "max_agents",
+            "max_model_calls",
+            "max_tokens_total",
+            "max_concurrent_calls",
+            "max_message_chars",
+        ):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ConfigurationError(
+                    f"RunLimits.{name} must be a whole number >= 1, or None for no limit; "
+                    f"got {value!r}"
+                )
 
 
 @dataclass
