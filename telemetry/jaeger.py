@@ -12,8 +12,10 @@ with a message that says what to check.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,6 +28,11 @@ from telemetry.records import SpanRecord, iter_otlp_json
 
 #: Seconds to wait for Jaeger to answer one request.
 DEFAULT_TIMEOUT: Final = 10.0
+#: Seconds a whole request may take, however steadily a server trickles its answer.
+DEFAULT_DEADLINE: Final = 60.0
+#: The largest answer read (a trace of a million spans is about 1 GB of JSON; a larger
+#: answer is refused rather than exhausting memory).
+MAX_ANSWER_BYTES: Final = 1 << 30
 
 #: Windows searched for the newest run of a service, narrowest first: a search returns at
 #: most ``SEARCH_DEPTH`` traces, so a narrow window that already holds runs is more likely
@@ -63,15 +70,28 @@ def rfc3339_nano(moment: datetime) -> str:
 class JaegerReader:
     """Reads traces from the Jaeger query service at ``base_url`` (e.g. http://localhost:16686)."""
 
-    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
+        max_bytes: int = MAX_ANSWER_BYTES,
+    ) -> None:
         parsed = urllib.parse.urlsplit(base_url.strip())
-        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        if (
+            parsed.scheme not in {"http", "https"}
+            or not parsed.netloc
+            or any(c.isspace() or not c.isprintable() for c in base_url.strip())
+        ):
             raise ValueError(
                 f"Jaeger URL must be http(s)://host:port, got {base_url!r} "
                 "(the query service, e.g. http://localhost:16686)"
             )
         self.base_url = base_url.strip().rstrip("/")
         self.timeout = timeout
+        self.deadline = deadline
+        self.max_bytes = max_bytes
 
     # --- public API --------------------------------------------------------------------------
     def trace(self, trace_id: str) -> list[Mapping[str, Any]]:
@@ -84,8 +104,17 @@ class JaegerReader:
         return resource_spans
 
     def spans(self, trace_id: str) -> Iterator[SpanRecord]:
-        """The spans of one trace, as the summary reads them."""
-        return iter_otlp_json(self.trace(trace_id))
+        """The spans of one trace, as the summary reads them; JaegerError for an answer
+        whose spans are not OTLP/JSON spans."""
+        resource_spans = self.trace(trace_id)
+        try:
+            records = list(iter_otlp_json(resource_spans))
+        except (ValueError, AttributeError, KeyError, TypeError, RecursionError) as exc:
+            raise JaegerError(
+                f"Jaeger at {self.base_url} answered with spans that are not OTLP/JSON: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        return iter(records)
 
     def find_traces(
         self, service: str, start_min: datetime, start_max: datetime
@@ -123,14 +152,24 @@ class JaegerReader:
         )
 
     # --- HTTP ----------------------------------------------------------------------------------
+    def _read(self, response: Any, path: str) -> bytes:
+        return _read_limited(
+            response,
+            started=self._started,
+            deadline=self.deadline,
+            max_bytes=self.max_bytes,
+            where=f"Jaeger at {self.base_url} ({path})",
+        )
+
     def _get(self, path: str, params: Mapping[str, str], *, missing: str) -> list[Any]:
         url = self.base_url + path
         if params:
             url += "?" + urllib.parse.urlencode(params)
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        self._started = time.monotonic()
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read()
+                body = self._read(response, path)
         except urllib.error.HTTPError as exc:
             detail = _error_message(exc.read())
             exc.close()
@@ -156,15 +195,44 @@ class JaegerReader:
                 f"cannot reach Jaeger at {self.base_url}: {reason} "
                 "(is it running? the query service listens on port 16686)"
             ) from None
-        except OSError as exc:
-            raise JaegerError(f"cannot read from Jaeger at {self.base_url}: {exc}") from None
+        except (OSError, http.client.HTTPException) as exc:  # IncompleteRead: a short body
+            raise JaegerError(
+                f"cannot read from Jaeger at {self.base_url}: {type(exc).__name__}: {exc}"
+            ) from None
         try:
             return _json_documents(body.decode("utf-8"))
+        except RecursionError:
+            raise JaegerError(
+                f"Jaeger at {self.base_url} answered {path} with JSON nested too deeply"
+            ) from None
         except ValueError:
             raise JaegerError(
                 f"Jaeger at {self.base_url} answered {path} with something other than JSON "
                 "(is this the query service's address?)"
             ) from None
+
+
+def _read_limited(
+    response: Any, *, started: float, deadline: float, max_bytes: int, where: str
+) -> bytes:
+    """The body, read in pieces: JaegerError past ``deadline`` seconds or ``max_bytes``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() - started > deadline:
+            raise JaegerError(f"{where} did not finish answering within {deadline:g}s")
+        chunk = response.read1(1 << 16)
+        if not chunk:
+            short = getattr(response, "length", None)
+            if isinstance(short, int) and short > 0:
+                raise JaegerError(
+                    f"{where} closed the connection {short} bytes short of its Content-Length"
+                )
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise JaegerError(f"{where} answered more than {max_bytes} bytes; refused")
+        chunks.append(chunk)
 
 
 def newest_root(spans: Iterable[SpanRecord]) -> SpanRecord | None:
