@@ -16,6 +16,7 @@ from typing import Final
 
 from bench.costs import sdk_floor, step_costs
 from bench.pipeline import CONFIGS
+from bench.profile_file import time_profile
 from bench.receiver import ReceiverProcess
 from bench.report import Report, config_figures, render
 from bench.scale import run_scale
@@ -26,7 +27,7 @@ from bench.workloads import Exchange, RunResult, measure
 from runtime.process import tune_process
 from telemetry.logs import configure_logging
 
-SECTIONS: Final = ("overhead", "scale", "throughput", "summary")
+SECTIONS: Final = ("overhead", "scale", "throughput", "summary", "profile")
 
 
 def _progress(message: str) -> None:
@@ -107,6 +108,20 @@ def run_summary_section(size: Size, workdir: Path, report: Report) -> None:
     path.unlink()
 
 
+def run_profile_section(size: Size, workdir: Path, report: Report) -> None:
+    """Section 5: generate the spans file, time ``orchestrace profile`` (text, then --json)."""
+    path = workdir / "profile-spans.jsonl"
+    _progress(f"profile: generating a {size.profile_spans:,}-span file")
+    started = time.perf_counter()
+    spans = generate_spans_file(path, size.profile_spans, *size.summary_template)
+    generated = time.perf_counter() - started
+    for as_json in (False, True):
+        flag = " --json" if as_json else ""
+        _progress(f"profile: orchestrace profile{flag} over {spans:,} spans")
+        report.profile.append(time_profile(path, spans, generated, as_json=as_json))
+    path.unlink()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -152,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if "summary" in sections:
             run_summary_section(size, workdir, report)
+        if "profile" in sections:
+            run_profile_section(size, workdir, report)
     report.seconds = time.perf_counter() - started
     sys.stdout.write(render(report))
     out.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n", encoding="utf-8")

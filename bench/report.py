@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from bench.costs import SpanCost
 from bench.pipeline import Config
+from bench.profile_file import ProfileTiming
 from bench.scale import ScaleResult
 from bench.summary_file import SummaryTiming
 from bench.throughput import EncodingCost, Throughput
@@ -23,6 +24,8 @@ from bench.workloads import RunResult
 MAX_LATENCY_RATIO: Final = 1.03
 MAX_FLOOR_MULTIPLE: Final = 2.0
 MAX_SUMMARY_S: Final = 10.0
+MAX_PROFILE_S: Final = 10.0
+MAX_PROFILE_RSS_MB: Final = 1024.0
 
 
 def machine() -> dict[str, Any]:
@@ -138,6 +141,8 @@ class Report:
     throughput: list[Throughput] = field(default_factory=list)
     encoding: EncodingCost | None = None
     summary: SummaryTiming | None = None
+    #: ``orchestrace profile``, text then ``--json``.
+    profile: list[ProfileTiming] = field(default_factory=list)
 
     def floor_us(self) -> float | None:
         """The median SDK floor, CPU microseconds per bare span."""
@@ -174,6 +179,21 @@ class Report:
                 out.append(
                     f"summary reported {self.summary.spans_reported} spans of {self.summary.spans}"
                 )
+        out += self._profile_problems()
+        return out
+
+    def _profile_problems(self) -> list[str]:
+        out = []
+        for p in self.profile:
+            if p.exit_code != 0:
+                out.append(f"profile ({p.output}) exited {p.exit_code}: {p.error}")
+            elif p.agents_reported is None or p.agents_reported == 0:
+                out.append(f"profile ({p.output}) reported no agents")
+            elif p.spans_reported is not None and p.spans_reported != p.spans:
+                out.append(f"profile --json listed {p.spans_reported} spans of {p.spans}")
+        agents = {p.agents_reported for p in self.profile if p.agents_reported is not None}
+        if len(agents) > 1:
+            out.append(f"profile text and --json disagree on the agents: {sorted(agents)}")
         return out
 
     def findings(self) -> list[str]:
@@ -219,6 +239,17 @@ class Report:
                 f"summary of {self.summary.spans:,} spans: {self.summary.seconds:.1f} s "
                 f"> {MAX_SUMMARY_S:g} s"
             )
+        for p in self.profile:
+            command = "profile" + (" --json" if p.output == "json" else "")
+            if p.seconds > MAX_PROFILE_S:
+                out.append(
+                    f"{command} of {p.spans:,} spans: {p.seconds:.1f} s > {MAX_PROFILE_S:g} s"
+                )
+            if p.peak_rss_mb > MAX_PROFILE_RSS_MB:
+                out.append(
+                    f"{command} of {p.spans:,} spans: peak RSS {p.peak_rss_mb:.0f} MB "
+                    f"> {MAX_PROFILE_RSS_MB:g} MB"
+                )
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -395,6 +426,29 @@ def render(report: Report) -> str:
                 ]
             ],
         )
+        lines.append("")
+    if report.profile:
+        lines.append(
+            "5. Profile — `orchestrace profile FILE` (text, then --json) in a child process, "
+            "output to a file; peak RSS: the largest of its processes"
+        )
+        lines += _table(
+            ["  output", "spans", "file", "time", "peak RSS", "report", "agents", "spans listed"],
+            [
+                [
+                    f"  {p.output}",
+                    f"{p.spans:,}",
+                    f"{p.file_mb:,.0f} MB",
+                    f"{p.seconds:.2f} s",
+                    f"{p.peak_rss_mb:.0f} MB",
+                    f"{p.output_mb:,.1f} MB",
+                    _fmt(p.agents_reported, ",d"),
+                    _fmt(p.spans_reported, ",d"),
+                ]
+                for p in report.profile
+            ],
+        )
+        lines.append(f"  (file generated in {report.profile[0].generate_s:.1f} s)")
         lines.append("")
     problems = report.problems()
     lines.append(

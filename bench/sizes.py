@@ -30,6 +30,8 @@ class Size:
     summary_spans: int
     #: The run each chunk of the generated spans file copies (peers, messages each).
     summary_template: tuple[int, int]
+    #: Spans in the file ``orchestrace profile`` reads (made like the summary's).
+    profile_spans: int
 
 
 SIZES: Final = {
@@ -46,6 +48,7 @@ SIZES: Final = {
         throughput_spans=4_000,
         summary_spans=10_000,
         summary_template=(5, 20),
+        profile_spans=5_000,
     ),
     "small": Size(
         name="small",
@@ -60,6 +63,7 @@ SIZES: Final = {
         throughput_spans=40_000,
         summary_spans=100_000,
         summary_template=(10, 100),
+        profile_spans=100_000,
     ),
     "full": Size(
         name="full",
@@ -74,5 +78,7 @@ SIZES: Final = {
         throughput_spans=100_000,
         summary_spans=1_000_000,
         summary_template=(10, 100),
+        # the 1,000-agent scale run's file holds ~400,000 spans
+        profile_spans=400_000,
     ),
 }

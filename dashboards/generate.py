@@ -39,6 +39,7 @@ from opentelemetry.metrics import (
     Counter,
     Histogram,
     ObservableCounter,
+    ObservableGauge,
     ObservableUpDownCounter,
     UpDownCounter,
 )
@@ -52,6 +53,8 @@ OUTPUT_DIR: Final = Path(__file__).resolve().parent / "json"
 #: Data source uids fixed in ``dashboards/provisioning/datasources/datasources.yaml``.
 PROMETHEUS_UID: Final = "prometheus"
 JAEGER_UID: Final = "jaeger"
+#: The Prometheus data source's *name*: the alert list panel filters rule sources by name.
+PROMETHEUS_NAME: Final = "Prometheus"
 
 OVERVIEW_UID: Final = "orchestrace-overview"
 TRACES_UID: Final = "orchestrace-traces"
@@ -139,7 +142,9 @@ def catalog() -> dict[str, PromMetric]:
     found: dict[str, PromMetric] = {}
     provider = MeterProvider()
     try:
-        for member in vars(Instruments(provider)).values():
+        members = vars(Instruments(provider)).values()
+        # groups of instruments (agent waits, pipeline health) list theirs in `instruments`
+        for member in [m for v in members for m in getattr(v, "instruments", None) or (v,)]:
             if isinstance(member, Tally):
                 instrument = member.instrument
             elif isinstance(member, DeferredHistogram):
@@ -148,7 +153,7 @@ def catalog() -> dict[str, PromMetric]:
                 instrument = member
             if isinstance(instrument, Counter | ObservableCounter):
                 kind = Kind.COUNTER
-            elif isinstance(instrument, UpDownCounter | ObservableUpDownCounter):
+            elif isinstance(instrument, UpDownCounter | ObservableUpDownCounter | ObservableGauge):
                 kind = Kind.GAUGE
             elif isinstance(instrument, Histogram):
                 kind = Kind.HISTOGRAM
@@ -175,6 +180,15 @@ TURNS = METRICS[sc.METRIC_AGENT_TURNS]
 WAIT = METRICS[sc.METRIC_AGENT_WAIT]
 RUNS = METRICS[sc.METRIC_RUNS]
 COST = METRICS[sc.METRIC_COST]
+AGENTS_ENDED = METRICS[sc.METRIC_AGENTS_ENDED]
+AGENTS_WAITING = METRICS[sc.METRIC_AGENTS_WAITING]
+WAIT_LONGEST = METRICS[sc.METRIC_AGENT_WAIT_LONGEST]
+SPANS_ENDED = METRICS[sc.METRIC_SPANS_ENDED]
+SPANS_EXPORTED = METRICS[sc.METRIC_SPANS_EXPORTED]
+SPANS_FAILED = METRICS[sc.METRIC_SPANS_FAILED]
+SPANS_DROPPED = METRICS[sc.METRIC_SPANS_DROPPED]
+POINTS_EXPORTED = METRICS[sc.METRIC_POINTS_EXPORTED]
+POINTS_FAILED = METRICS[sc.METRIC_POINTS_FAILED]
 
 MODEL = label(sc.GEN_AI_REQUEST_MODEL)
 TOKEN_TYPE = label(sc.GEN_AI_TOKEN_TYPE)
@@ -186,6 +200,7 @@ STATE = label(sc.AGENT_STATE)
 OUTCOME = label(sc.MESSAGE_OUTCOME)
 SCENARIO = label(sc.RUN_SCENARIO)
 RUN_OUTCOME = label(sc.RUN_OUTCOME)
+EXPORTER = label(sc.TELEMETRY_EXPORTER)
 
 SERVICE: Final = 'job=~"$service"'
 SERVICE_MODEL: Final = f'{SERVICE}, {MODEL}=~"$model"'
@@ -353,6 +368,8 @@ def overview() -> model.Dashboard:
         .link(link_to("orchestrace dashboards"))
         .with_variable(service_variable())
         .with_variable(model_variable())
+        .with_row(dashboard.Row("Alerts"))
+        .with_panel(alert_list_panel())
         .with_row(dashboard.Row("Model calls"))
         .with_panel(
             graph(
@@ -376,6 +393,29 @@ def overview() -> model.Dashboard:
                 "Share of model calls that ended with error.type set (after the SDK's retries).",
                 "percentunit",
                 [promql("A", error_ratio(OPERATION, SERVICE_MODEL, [MODEL]), f"{{{{{MODEL}}}}}")],
+            )
+        )
+        .with_panel(
+            graph(
+                "Time to first token p50 / p95 / p99",
+                "gen_ai.client.operation.time_to_first_chunk quantiles by requested model: "
+                "from the start of a streamed model call (retries included) to the first "
+                "content of its response. Streamed calls only (orchestrace run --stream, "
+                "the default).",
+                "s",
+                quantile_targets(METRICS[sc.METRIC_TIME_TO_FIRST_CHUNK], SERVICE_MODEL, MODEL),
+                width=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "Time per output token p50 / p95 / p99",
+                "orchestrace.model.time_per_output_token quantiles by requested model: the "
+                "time after the first token over the output tokens after it, for answered "
+                "streamed calls.",
+                "s",
+                quantile_targets(METRICS[sc.METRIC_TIME_PER_OUTPUT_TOKEN], SERVICE_MODEL, MODEL),
+                width=12,
             )
         )
         .with_row(dashboard.Row("Tokens"))
@@ -519,8 +559,193 @@ def overview() -> model.Dashboard:
             )
         )
         .with_panel(runs_panel())
+        .with_panel(
+            graph(
+                "Agents waiting by role",
+                "orchestrace.agents.waiting: agents blocked in wait_for_message now.",
+                "short",
+                [
+                    promql(
+                        "A",
+                        f"sum by ({ROLE}) ({AGENTS_WAITING.name}{{{SERVICE}}})",
+                        f"{{{{{ROLE}}}}}",
+                    )
+                ],
+            )
+        )
+        .with_panel(
+            graph(
+                "Longest current wait_for_message by role",
+                "orchestrace.agent.wait.longest: how long the longest wait in progress has "
+                "lasted (0: nobody waits). The alert OrchestraceAgentBlocked fires on it.",
+                "s",
+                [
+                    promql(
+                        "A",
+                        f"max by ({ROLE}) ({WAIT_LONGEST.name}{{{SERVICE}}})",
+                        f"{{{{{ROLE}}}}}",
+                    )
+                ],
+            )
+        )
+        .with_panel(agents_ended_panel())
+        .with_row(dashboard.Row("Telemetry pipeline"))
+        .with_panel(
+            graph(
+                "Spans /s: ended, and by exporter exported, failed, dropped",
+                "orchestrace.telemetry.spans.*: every ended span should be exported by every "
+                "exporter. Failed: the exporter gave up after its retries. Dropped: the export "
+                "queue was full (raise OTEL_BSP_MAX_QUEUE_SIZE) or the shutdown deadline "
+                "passed (ORCHESTRACE_SHUTDOWN_TIMEOUT).",
+                "ops",
+                [
+                    promql("A", rate(SPANS_ENDED.name, SERVICE), "ended"),
+                    promql(
+                        "B",
+                        rate(SPANS_EXPORTED.name, SERVICE, [EXPORTER]),
+                        f"exported · {{{{{EXPORTER}}}}}",
+                    ),
+                    promql(
+                        "C",
+                        rate(SPANS_FAILED.name, SERVICE, [EXPORTER]),
+                        f"failed · {{{{{EXPORTER}}}}}",
+                    ),
+                    promql(
+                        "D",
+                        rate(SPANS_DROPPED.name, SERVICE, [EXPORTER]),
+                        f"dropped · {{{{{EXPORTER}}}}}",
+                    ),
+                ],
+                width=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "Metric points /s by exporter: exported, failed",
+                "orchestrace.telemetry.metric_points.*: data points each metric exporter sent "
+                "and failed to send (a failure is reported with the next export that "
+                "gets through).",
+                "ops",
+                [
+                    promql(
+                        "A",
+                        rate(POINTS_EXPORTED.name, SERVICE, [EXPORTER]),
+                        f"exported · {{{{{EXPORTER}}}}}",
+                    ),
+                    promql(
+                        "B",
+                        rate(POINTS_FAILED.name, SERVICE, [EXPORTER]),
+                        f"failed · {{{{{EXPORTER}}}}}",
+                    ),
+                ],
+                width=6,
+            )
+        )
+        .with_panel(telemetry_lost_panel())
     )
     return _number_panels(board.build())
+
+
+def in_range(metric: PromMetric, selector: str) -> str:
+    """A counter's growth in the time range, per series: its increase, or for a process
+    sampled once (a short `orchestrace run`, whose series starts at its total), that total."""
+    series = f"{metric.name}{{{selector}}}[$__range]"
+    return f"increase({series}) or max_over_time({series})"
+
+
+def alert_list_panel() -> dashboard.Panel:
+    """The alert rules of ``deploy/alerts.yml`` that are firing or pending, from Prometheus."""
+    return (
+        dashboard.Panel()
+        .type("alertlist")
+        .title("Firing and pending alerts")
+        .description(
+            "orchestrace's alert rules (deploy/alerts.yml) as Prometheus evaluates them; "
+            "notifications go through Alertmanager (deploy/alertmanager.yml)."
+        )
+        .datasource(prometheus_ref())
+        .height(6)
+        .span(24)
+        .options(
+            {
+                "datasource": PROMETHEUS_NAME,
+                "viewMode": "list",
+                "groupMode": "default",
+                "groupBy": [],
+                "maxItems": 20,
+                "sortOrder": 3,  # importance
+                "dashboardAlerts": False,
+                "alertName": "",
+                "alertInstanceLabelFilter": "",
+                "showInstances": True,
+                "showInactiveAlerts": False,
+                "stateFilter": {
+                    "firing": True,
+                    "pending": True,
+                    "recovering": True,
+                    "noData": False,
+                    "normal": False,
+                    "error": True,
+                },
+            }
+        )
+    )
+
+
+def agents_ended_panel() -> stat.Panel:
+    """Agents that ended in the time range, by final state."""
+    return (
+        stat.Panel()
+        .title("Agents ended by final state")
+        .description(
+            "orchestrace.agents.ended: agents that reached done, crashed or killed in the "
+            "time range. A crash fires the alert OrchestraceAgentCrashed."
+        )
+        .datasource(prometheus_ref())
+        .height(8)
+        .span(8)
+        .unit("short")
+        .with_target(
+            prometheus.Dataquery()
+            .ref_id("A")
+            .datasource(prometheus_ref())
+            .expr(f"sum by ({STATE}) ({in_range(AGENTS_ENDED, SERVICE)})")
+            .legend_format(f"{{{{{STATE}}}}}")
+            .instant()
+        )
+    )
+
+
+def telemetry_lost_panel() -> stat.Panel:
+    """Spans failed and dropped, and metric points failed, in the time range."""
+
+    def target(ref: str, metric: PromMetric, what: str) -> prometheus.Dataquery:
+        return (
+            prometheus.Dataquery()
+            .ref_id(ref)
+            .datasource(prometheus_ref())
+            .expr(f"sum by ({EXPORTER}) ({in_range(metric, SERVICE)})")
+            .legend_format(f"{what} · {{{{{EXPORTER}}}}}")
+            .instant()
+        )
+
+    return (
+        stat.Panel()
+        .title("Telemetry lost in range")
+        .description(
+            "Spans that failed to export or were dropped, and metric points that failed to "
+            "export, per exporter, in the time range: anything but 0 means the traces or "
+            "metrics you are looking at are incomplete (alerts OrchestraceSpansLost, "
+            "OrchestraceMetricExportFailing)."
+        )
+        .datasource(prometheus_ref())
+        .height(8)
+        .span(6)
+        .unit("short")
+        .with_target(target("A", SPANS_FAILED, "spans failed"))
+        .with_target(target("B", SPANS_DROPPED, "spans dropped"))
+        .with_target(target("C", POINTS_FAILED, "points failed"))
+    )
 
 
 def cost_panel() -> stat.Panel:

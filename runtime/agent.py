@@ -16,7 +16,7 @@ from anthropic.types import Message
 from opentelemetry.context import Context
 
 from runtime.defaults import default_model
-from runtime.errors import MalformedResponseError, ToolError
+from runtime.errors import MalformedResponseError, OrchestraceError, ToolError
 from runtime.hub import (
     SYSTEM_SENDER,
     AgentState,
@@ -47,15 +47,24 @@ NO_SENDERS_RESULT: Final = (
 )
 
 
+class AgentAlreadyRunningError(OrchestraceError):
+    """``run_agent`` was called for an agent that is already running in the same run."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """Settings shared by every agent of a run; ``sleep`` is injectable for tests."""
+    """Settings shared by every agent of a run; ``sleep`` is injectable for tests.
+
+    ``stream``: model calls stream their responses (the default; see the README's
+    "Streaming" for why), unless an agent says otherwise.
+    """
 
     model: str = field(default_factory=default_model)
     max_tokens: int = 2048
     max_turns: int = 20
     wait_timeout: float = 60.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    stream: bool = True
 
 
 @dataclass
@@ -71,6 +80,8 @@ class RunContext:
     interrupted: str | None = None
     #: How each agent that has ended ended, by name, in the order they ended.
     results: dict[str, AgentResult] = field(default_factory=dict)
+    #: Names of the agents running now (one run_agent per agent at a time).
+    running: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.budget = Budget(self.limits)
@@ -84,7 +95,8 @@ class AgentSpec:
     """Who an agent is and what it can do.
 
     ``send_message`` and ``wait_for_message`` are added when ``messaging`` is true (agents
-    in a team). ``model``, ``max_turns`` and ``max_tokens`` override the run's settings.
+    in a team). ``model``, ``max_turns``, ``max_tokens`` and ``stream`` override the run's
+    settings.
     """
 
     name: str
@@ -96,6 +108,7 @@ class AgentSpec:
     model: str | None = None
     max_turns: int | None = None
     max_tokens: int | None = None
+    stream: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -119,10 +132,21 @@ async def run_agent(
     agent with a state and reason in the result instead of raising.
 
     Raises :class:`~runtime.hub.UnknownAgentError` if ``spec.name`` is not registered with
-    ``run.hub`` (no span is opened and no model call made), and ``asyncio.CancelledError``
+    ``run.hub`` (no span is opened and no model call made), :class:`AgentAlreadyRunningError`
+    if the same agent is already running in this run, and ``asyncio.CancelledError``
     when the task is cancelled (killed or interrupted; the span records which).
     """
     run.hub.state(spec.name)  # UnknownAgentError before anything is recorded
+    if spec.name in run.running:
+        raise AgentAlreadyRunningError(f"agent {spec.name!r} is already running in this run")
+    run.running.add(spec.name)
+    try:
+        return await _run_registered(run, spec, parent)
+    finally:
+        run.running.discard(spec.name)
+
+
+async def _run_registered(run: RunContext, spec: AgentSpec, parent: Context | None) -> AgentResult:
     loop = _AgentLoop(run, spec)
     model = spec.model or run.config.model
     with (
@@ -157,6 +181,7 @@ class _AgentLoop:
         self.model = spec.model or config.model
         self.max_turns = spec.max_turns if spec.max_turns is not None else config.max_turns
         self.max_tokens = spec.max_tokens if spec.max_tokens is not None else config.max_tokens
+        self.stream = spec.stream if spec.stream is not None else config.stream
         self.turns = 0
         #: Messages rendered into the next request but not yet sent to the model. If the loop
         #: stops first (max_turns, a run limit, a kill while queued for a model slot), they
@@ -263,11 +288,16 @@ class _AgentLoop:
             tools=[t.schema for t in self.tools.values()],
             messages=messages,
             role=self.spec.role,
+            stream=self.stream,
         )
         budget = self.ctx.budget
         async with budget.model_slot() as queued:
             with self.tel.chat(
-                self.spec.name, self.spec.role, model=self.model, max_tokens=self.max_tokens
+                self.spec.name,
+                self.spec.role,
+                model=self.model,
+                max_tokens=self.max_tokens,
+                stream=self.stream,
             ) as call:
                 call.record_queue(queued)
                 call.record_prompt(self.spec.system, messages)

@@ -483,7 +483,6 @@ def _jaeger_source(args: argparse.Namespace) -> tuple[JaegerReader, str] | None:
 
 def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     """``orchestrace profile FILE`` or ``--jaeger URL``: returns the exit code."""
-    import json
     import shutil
 
     from telemetry.jaeger import JaegerError, normalize_trace_id
@@ -515,7 +514,7 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
             sys.stderr.write(f"orchestrace profile: cannot write {args.html}: {reason}\n")
             return 2
     if args.json:
-        json.dump(profile.to_json(), out, indent=2, ensure_ascii=False)
+        profile.write_json(out)  # what json.dump(..., indent=2) writes, far sooner
         out.write("\n")
     elif args.mermaid:
         out.write(render_mermaid(profile))

@@ -187,6 +187,7 @@ async def run(
     wait_timeout: float = 60.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     run_id: str | None = None,
+    stream: bool = True,
 ) -> RunResult:
     """Run ``team`` (or a lone agent) on ``task`` and return the result.
 
@@ -197,7 +198,9 @@ async def run(
 
     ``model`` is a Claude model name (``"claude-opus-4-8"``) or a model client such as
     :class:`~runtime.scripted.ScriptedModel`; see :func:`choose_model` for how the client is
-    picked. ``task`` replaces the lead's own ``Agent(task=...)``.
+    picked. ``task`` replaces the lead's own ``Agent(task=...)``. ``stream`` (default True):
+    model calls stream their responses, which gives each ``chat`` span its time to first
+    token; an ``Agent(stream=...)`` overrides it for that agent.
 
     Telemetry: with ``tracer_provider`` / ``meter_provider``, or when the application has
     set an SDK TracerProvider globally, spans and metrics go there (orchestrace adds one
@@ -275,6 +278,7 @@ async def run(
             max_turns=max_turns,
             wait_timeout=wait_timeout,
             sleep=sleep,
+            stream=stream,
             **config_kwargs,
         ),
         limits=limits if limits is not None else RunLimits(),

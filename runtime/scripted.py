@@ -21,6 +21,7 @@ from typing import Any, Final, TypeAlias
 from anthropic.types import Message, TextBlock, ToolUseBlock, Usage
 
 from runtime.models import ModelRequest
+from telemetry import spans
 
 _FROM = re.compile(r'<agent-message from="([^"]*)">\n(.*?)\n</agent-message>', re.S)
 _PEERS = re.compile(r"peers: \[([^\]]*)\]")
@@ -31,6 +32,11 @@ _SPAWNED = re.compile(r"spawned: (.+)")
 KNOWN_STOP_REASONS: Final = frozenset(
     {"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"}
 )
+
+#: A streamed reply's first token comes after this share of its latency; the rest of the
+#: reply comes in up to ``STREAM_CHUNKS`` more chunks spread evenly over the remainder.
+FIRST_TOKEN_SHARE: Final = 0.4
+STREAM_CHUNKS: Final = 3
 
 SPAWN_BASE_INSTRUCTION: Final = (
     "You are a helper agent. Follow your specific instruction, report back to the lead with "
@@ -338,7 +344,10 @@ class ScriptedModel:
     ``scripts`` maps an agent's name — or, for spawned agents, their template's name — to
     its :data:`Script`. ``policy`` answers for every agent instead (or for agents without a
     script). With neither, the original cookbook's two runs are played. ``latency`` is the
-    base seconds per call, slept through the injectable ``sleep``.
+    base seconds per call, slept through the injectable ``sleep``. A streamed request
+    (``request.stream``) takes the same time, in chunks: its first token after
+    :data:`FIRST_TOKEN_SHARE` of it, the rest spread over the remainder, so an offline run
+    records a time to first token and a time per output token too.
 
     Raises ``KeyError`` from :meth:`create` for an agent with no script and no policy.
     """
@@ -362,11 +371,33 @@ class ScriptedModel:
         self.calls = 0
 
     async def create(self, request: ModelRequest) -> Message:
-        """Answer ``request`` after the simulated latency."""
+        """Answer ``request`` after the simulated latency (in chunks, if it streams)."""
         reply, message = self.respond(request)
-        if self.latency:
+        if request.stream:
+            await self._stream(message, self.latency * reply.think)
+        elif self.latency:
             await self._sleep(self.latency * reply.think)
         return message
+
+    async def _stream(self, message: Message, seconds: float) -> None:
+        """Pace ``message`` as a stream taking ``seconds``: the first token, then the rest.
+
+        A reply with no content has no first token: it takes its time and says nothing.
+        """
+        if not message.content:
+            if self.latency:
+                await self._sleep(seconds)
+            return
+        first = seconds * FIRST_TOKEN_SHARE
+        if self.latency:
+            await self._sleep(first)
+        spans.model_first_token()
+        if not self.latency:
+            return
+        chunks = max(1, min(STREAM_CHUNKS, message.usage.output_tokens - 1))
+        rest = seconds - first
+        for _ in range(chunks):
+            await self._sleep(rest / chunks)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -124,6 +124,7 @@ class Subagents:
                 model=template.model,
                 max_turns=template.max_turns,
                 max_tokens=template.max_tokens,
+                stream=template.stream,
             )
             self.tasks[name] = asyncio.create_task(
                 run_agent(self.run, spec, parent=parent), name=f"agent {name}"

@@ -86,7 +86,8 @@ class Agent:
     ``tools`` takes functions decorated with :func:`~runtime.tools.tool`, plain functions
     (wrapped for you) and dict-schema :class:`~runtime.tools.Tool` values. ``task`` is the
     agent's first user turn (a team's lead gets the run's task instead, when one is given).
-    ``model``, ``max_turns`` and ``max_tokens`` override the run's settings for this agent.
+    ``model``, ``max_turns`` and ``max_tokens`` override the run's settings for this agent,
+    and ``stream`` (True / False) whether its model calls stream (None: the run's setting).
     ``script`` is what the agent says when the run is offline: a list of
     :class:`~runtime.scripted.Reply` (one per turn) or a function of the
     :class:`~runtime.scripted.Conversation`.
@@ -103,6 +104,7 @@ class Agent:
     max_turns: int | None = None
     max_tokens: int | None = None
     script: Script | None = field(default=None, repr=False, compare=False)
+    stream: bool | None = None
 
     def __post_init__(self) -> None:
         check_agent_name(self.name)
@@ -133,6 +135,8 @@ class Agent:
             value = getattr(self, option)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigurationError(f"agent {self.name!r}: {option} must be a positive int")
+        if self.stream is not None and not isinstance(self.stream, bool):
+            raise ConfigurationError(f"agent {self.name!r}: stream must be True, False or None")
         object.__setattr__(self, "tools", tuple(tools))
 
     @property
@@ -277,6 +281,7 @@ async def run_team(run: RunContext, team: Team, task: str | None = None) -> Agen
             model=agent.model,
             max_turns=agent.max_turns,
             max_tokens=agent.max_tokens,
+            stream=agent.stream,
         )
 
     members = [

@@ -10,7 +10,8 @@ what a Collector receiving these spans over OTLP writes), at a small fraction of
 because it runs for every span of large runs.
 
 :class:`RedactingSpanExporter` removes content attributes before a span leaves the
-process; :class:`CountingSpanExporter` and :class:`SpanCounter` feed the exit report.
+process; :class:`CountingSpanExporter`, :class:`CountingMetricExporter` and
+:class:`SpanCounter` feed the exit report and the pipeline-health metrics.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from typing import Any, Final
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
@@ -594,14 +596,28 @@ class RedactingSpanExporter(_WrappingExporter):
 
 
 class CountingSpanExporter(_WrappingExporter):
-    """Counts the spans ``inner`` exported and failed to export, for the exit report."""
+    """Counts the spans ``inner`` exported and failed to export, for the exit report and the
+    pipeline-health metrics.
 
-    def __init__(self, inner: SpanExporter, label: str) -> None:
+    ``label`` names it in the report (``file:spans.jsonl``, ``otlp/grpc``); ``kind`` is the
+    ``orchestrace.exporter`` attribute of its metrics, the label without a file path.
+    ``queue_dropped`` counts the spans its batch processor discarded (queue full, or ended
+    after shutdown), once :func:`count_drops` has connected the two.
+    """
+
+    def __init__(self, inner: SpanExporter, label: str, *, kind: str | None = None) -> None:
         self.inner = inner
         self.label = label
+        self.kind = kind if kind is not None else label.split(":", 1)[0]
         self.exported = 0
         self.failed = 0
+        self.queue_dropped = 0
         self._lock = threading.Lock()
+
+    def dropped(self, count: int) -> None:
+        """``count`` spans meant for this exporter were dropped before reaching it."""
+        with self._lock:
+            self.queue_dropped += count
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Export through ``inner``; an exception counts as a failure, never escapes."""
@@ -616,6 +632,103 @@ class CountingSpanExporter(_WrappingExporter):
             else:
                 self.failed += len(spans)
         return result
+
+
+class _DropHook:
+    """Stands in for a batch processor's internal metrics hook and counts what it drops.
+
+    The SDK's ``BatchProcessor`` calls ``drop_items`` only when it discards data (a full
+    queue, or a span ended after shutdown) and ``finish_items`` once per batch: nothing runs
+    per span. Every call is passed on to the SDK's own hook.
+    """
+
+    def __init__(self, inner: Any, counter: CountingSpanExporter) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    def register_queue_size(self, get_queue_size: Callable[[], int]) -> None:
+        self._inner.register_queue_size(get_queue_size)
+
+    def drop_items(self, count: int, error_type: str = "queue_full") -> None:
+        self._counter.dropped(count)
+        self._inner.drop_items(count, error_type)
+
+    def finish_items(self, count: int) -> None:
+        self._inner.finish_items(count)
+
+
+def count_drops(processor: BatchSpanProcessor, counter: CountingSpanExporter) -> bool:
+    """Count in ``counter.queue_dropped`` the spans ``processor`` discards.
+
+    Uses the hook the SDK's batch processor reports its drops to (``_batch_processor.
+    _metrics``, opentelemetry-sdk 1.3x–1.4x). Returns False, changing nothing, when this SDK
+    has no such hook: drops are then known only once the processor has shut down (spans
+    ended − exported − failed), which is what the exit report has always used.
+    """
+    batch = getattr(processor, "_batch_processor", None)
+    hook = getattr(batch, "_metrics", None)
+    if batch is None or not all(
+        callable(getattr(hook, name, None))
+        for name in ("drop_items", "finish_items", "register_queue_size")
+    ):
+        return False
+    batch._metrics = _DropHook(hook, counter)
+    return True
+
+
+class CountingMetricExporter(MetricExporter):
+    """A metric exporter in front of ``inner`` that counts the data points it exported and
+    failed to export (``orchestrace.telemetry.metric_points.*``, by ``kind``).
+
+    A failed export's points are counted at once but reported with the next collection.
+    Temporality and aggregation preferences are ``inner``'s.
+    """
+
+    def __init__(self, inner: MetricExporter, kind: str) -> None:
+        super().__init__(
+            preferred_temporality=getattr(inner, "_preferred_temporality", None),
+            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
+        )
+        self.inner = inner
+        self.kind = kind
+        self.exported = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        """Export through ``inner``; an exception counts as a failure and is re-raised."""
+        points = _data_points(metrics_data)
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception:
+            with self._lock:
+                self.failed += points
+            raise
+        with self._lock:
+            if result is MetricExportResult.SUCCESS:
+                self.exported += points
+            else:
+                self.failed += points
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Shut down the wrapped exporter."""
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _data_points(metrics_data: MetricsData) -> int:
+    return sum(
+        len(metric.data.data_points)
+        for resource in metrics_data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    )
 
 
 class SpanCounter(SpanProcessor):

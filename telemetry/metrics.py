@@ -11,8 +11,9 @@ import logging
 import threading
 import weakref
 from collections import Counter, deque
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
 
 from opentelemetry import metrics
 from opentelemetry.context import Context
@@ -22,6 +23,7 @@ from opentelemetry.metrics import (
     Histogram,
     Meter,
     MeterProvider,
+    ObservableCounter,
     Observation,
 )
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
@@ -29,6 +31,7 @@ from opentelemetry.util.types import Attributes
 
 from telemetry import semconv as sc
 from telemetry.version import __version__
+from telemetry.waits import OPEN_WAITS, OpenWaits
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +235,22 @@ class Instruments:
             description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
+        #: Streamed calls only: the time to the first content of the response, and the
+        #: time per output token after it (see telemetry/semconv.py for the names).
+        self.time_to_first_chunk = self._histogram(
+            sc.METRIC_TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time to receive the first chunk of a streamed response, from the "
+            "start of the model call.",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self.time_per_output_token = self._histogram(
+            sc.METRIC_TIME_PER_OUTPUT_TOKEN,
+            unit="s",
+            description="Time per output token after the first, for answered streamed calls: "
+            "(duration - time to first chunk) / (output tokens - 1).",
+            explicit_bucket_boundaries_advisory=list(sc.TIME_PER_OUTPUT_TOKEN_BUCKETS),
+        )
         self.token_usage = self._histogram(
             sc.METRIC_TOKEN_USAGE,
             unit="{token}",
@@ -308,6 +327,19 @@ class Instruments:
             description="Completed runs, by scenario and outcome.",
             keys=(sc.RUN_SCENARIO, sc.RUN_OUTCOME),
         )
+        #: Agents that reached a final state: counted by ``agent_states`` as they move.
+        self.agents_ended = Tally(
+            meter,
+            sc.METRIC_AGENTS_ENDED,
+            unit="{agent}",
+            description="Agents that ended, by role and final state (done, crashed, killed).",
+            keys=(sc.AGENT_ROLE, sc.AGENT_STATE),
+        )
+        self.agent_states.ended = self.agents_ended
+        #: Agents blocked in wait_for_message now, and the longest current wait.
+        self.agent_waits = AgentWaits(meter)
+        #: The telemetry pipeline's own counts; ``setup_telemetry`` attaches its exporters.
+        self.pipeline = PipelineHealth(meter)
 
     def _histogram(
         self,
@@ -355,6 +387,8 @@ class AgentStates:
 
     def __init__(self, meter: Meter, *, before: CallbackT | None = None) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
+        #: Counts each arrival in a final state (``orchestrace.agents.ended``), if set.
+        self.ended: Tally | None = None
         self.instrument = meter.create_observable_up_down_counter(
             sc.METRIC_AGENTS,
             callbacks=[self.observe] if before is None else [before, self.observe],
@@ -368,6 +402,8 @@ class AgentStates:
             self.counts[(role, old)] -= 1
         if new is not None:
             self.counts[(role, new)] += 1
+            if self.ended is not None and new in _FINAL and old not in _FINAL:
+                self.ended.add(1, role, new)
 
     def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         """The observable's callback: one point per (role, state) seen so far."""
@@ -375,6 +411,192 @@ class AgentStates:
             Observation(count, {sc.AGENT_ROLE: role, sc.AGENT_STATE: state})
             for (role, state), count in self.counts.copy().items()
         ]
+
+
+_FINAL: Final = sc.AGENT_FINAL_STATES
+
+
+class AgentWaits:
+    """``orchestrace.agents.waiting`` and ``orchestrace.agent.wait.longest``, by role.
+
+    Both read the process's register of open waits (:data:`telemetry.waits.OPEN_WAITS`,
+    kept by the hub) when metrics are collected; nothing is recorded while agents wait.
+    """
+
+    def __init__(self, meter: Meter, waits: OpenWaits = OPEN_WAITS) -> None:
+        self.waits = waits
+        self.waiting = meter.create_observable_up_down_counter(
+            sc.METRIC_AGENTS_WAITING,
+            callbacks=[self.observe_waiting],
+            unit="{agent}",
+            description="Agents blocked in wait_for_message now.",
+        )
+        self.longest = meter.create_observable_gauge(
+            sc.METRIC_AGENT_WAIT_LONGEST,
+            callbacks=[self.observe_longest],
+            unit="s",
+            description="How long the longest wait_for_message in progress has lasted "
+            "(0 when no agent of the role is waiting).",
+        )
+        self.instruments = (self.waiting, self.longest)
+
+    def observe_waiting(self, _options: CallbackOptions) -> Iterable[Observation]:
+        """Agents waiting now, per role."""
+        return [
+            Observation(count, {sc.AGENT_ROLE: role})
+            for role, (count, _) in self.waits.by_role().items()
+        ]
+
+    def observe_longest(self, _options: CallbackOptions) -> Iterable[Observation]:
+        """The longest current wait, per role, in seconds."""
+        return [
+            Observation(longest, {sc.AGENT_ROLE: role})
+            for role, (_, longest) in self.waits.by_role().items()
+        ]
+
+
+@dataclass(frozen=True)
+class ExporterCounts:
+    """What one exporter did with the spans or metric points handed to it."""
+
+    exporter: str
+    exported: int
+    failed: int
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
+class PipelineCounts:
+    """A telemetry pipeline's counts at one moment (see :class:`PipelineHealth`)."""
+
+    spans_ended: int
+    span_exporters: Sequence[ExporterCounts] = ()
+    metric_exporters: Sequence[ExporterCounts] = ()
+
+
+class PipelineSource(Protocol):
+    """Anything that can report its pipeline's counts (``telemetry.setup.Telemetry``)."""
+
+    def pipeline_counts(self) -> PipelineCounts:
+        """The counts now."""
+        ...
+
+
+class PipelineHealth:
+    """The telemetry pipeline's own health, as observable counters in the orchestrace meter.
+
+    Spans ended; per exporter (``orchestrace.exporter``) spans exported, failed to export and
+    dropped (queue full, or still queued at the shutdown deadline); metric points exported
+    and failed. The callbacks read counts the exporters keep anyway (the exit report uses
+    them too), so nothing is recorded on a span's or an agent's path. Every exporter
+    watched reports all its counters from the first collection, zeros included, so "no data
+    lost" is a 0 on a dashboard rather than a missing series.
+
+    Sources are held weakly: a pipeline that is gone stops reporting.
+    """
+
+    def __init__(self, meter: Meter) -> None:
+        self._sources: list[weakref.ref[PipelineSource]] = []
+
+        def counter(
+            name: str, unit: str, description: str, callback: CallbackT
+        ) -> ObservableCounter:
+            return meter.create_observable_counter(
+                name, callbacks=[callback], unit=unit, description=description
+            )
+
+        self.spans_ended = counter(
+            sc.METRIC_SPANS_ENDED,
+            "{span}",
+            "Spans ended: what every span exporter should send.",
+            self._observe_ended,
+        )
+        self.spans_exported = counter(
+            sc.METRIC_SPANS_EXPORTED,
+            "{span}",
+            "Spans an exporter sent successfully.",
+            self._spans(lambda c: c.exported),
+        )
+        self.spans_failed = counter(
+            sc.METRIC_SPANS_FAILED,
+            "{span}",
+            "Spans whose export failed after the exporter's retries.",
+            self._spans(lambda c: c.failed),
+        )
+        self.spans_dropped = counter(
+            sc.METRIC_SPANS_DROPPED,
+            "{span}",
+            "Spans never exported: the export queue was full, or they were still queued "
+            "when the shutdown deadline passed.",
+            self._spans(lambda c: c.dropped),
+        )
+        self.points_exported = counter(
+            sc.METRIC_POINTS_EXPORTED,
+            "{point}",
+            "Metric data points a metric exporter sent successfully.",
+            self._points(lambda c: c.exported),
+        )
+        self.points_failed = counter(
+            sc.METRIC_POINTS_FAILED,
+            "{point}",
+            "Metric data points whose export failed.",
+            self._points(lambda c: c.failed),
+        )
+        self.instruments = (
+            self.spans_ended,
+            self.spans_exported,
+            self.spans_failed,
+            self.spans_dropped,
+            self.points_exported,
+            self.points_failed,
+        )
+
+    def watch(self, source: PipelineSource) -> None:
+        """Report ``source``'s counts from the next collection on."""
+        self._sources.append(weakref.ref(source))
+
+    def counts(self) -> list[PipelineCounts]:
+        """The counts of every live source (a source that raises is skipped and logged)."""
+        found = []
+        for ref in list(self._sources):
+            source = ref()
+            if source is None:
+                self._sources.remove(ref)
+                continue
+            try:
+                found.append(source.pipeline_counts())
+            except Exception:  # a metrics callback never raises into the SDK
+                log.exception("reading the telemetry pipeline's counts failed")
+        return found
+
+    def _observe_ended(self, _options: CallbackOptions) -> Iterable[Observation]:
+        counts = self.counts()
+        if not counts:
+            return []
+        return [Observation(sum(c.spans_ended for c in counts))]
+
+    def _spans(self, value: Callable[[ExporterCounts], int]) -> CallbackT:
+        return self._by_exporter(lambda c: c.span_exporters, value)
+
+    def _points(self, value: Callable[[ExporterCounts], int]) -> CallbackT:
+        return self._by_exporter(lambda c: c.metric_exporters, value)
+
+    def _by_exporter(
+        self,
+        exporters: Callable[[PipelineCounts], Sequence[ExporterCounts]],
+        value: Callable[[ExporterCounts], int],
+    ) -> CallbackT:
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            totals: dict[str, int] = {}
+            for counts in self.counts():
+                for one in exporters(counts):
+                    totals[one.exporter] = totals.get(one.exporter, 0) + value(one)
+            return [
+                Observation(total, {sc.TELEMETRY_EXPORTER: exporter})
+                for exporter, total in totals.items()
+            ]
+
+        return observe
 
 
 #: One set of instruments per meter provider, shared by every run that records to it.

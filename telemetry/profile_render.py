@@ -31,6 +31,8 @@ def _pct(part: float, whole: float) -> str:
 
 def _safe(text: str) -> str:
     """Names come from spans (a file anyone could write): no control characters."""
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
@@ -118,8 +120,12 @@ def render_text(profile: Profile, *, width: int = 100, fancy: bool = True) -> st
         senders = sorted({s for row in profile.waits.values() for s in row})
         lines.append("Who waited for whom (seconds blocked in wait_for_message, by who woke it):")
         rows = [["waiter", *map(_safe, senders)]]
+        column = {sender: i for i, sender in enumerate(senders, 1)}
         for waiter, row in profile.waits.items():
-            rows.append([_safe(waiter), *(f"{row[s]:.3f}" if s in row else "-" for s in senders)])
+            cells = [_safe(waiter), *["-"] * len(senders)]  # a waiter has few senders
+            for sender, seconds in row.items():
+                cells[column[sender]] = f"{seconds:.3f}"
+            rows.append(cells)
         lines += _table(rows)
         lines.append("")
     if profile.costs:
@@ -159,34 +165,49 @@ def render_text(profile: Profile, *, width: int = 100, fancy: bool = True) -> st
 
 
 def _bar(agent: AgentTimeline, profile: Profile, width: int, which: int) -> str:
-    """One character per time slice of the run: the category that filled most of it."""
+    """One character per time slice of the run: the category that filled most of it.
+
+    One sweep over the columns and the agent's steps (in start order): a column looks only
+    at the steps that overlap it, in step order, so a long agent costs its steps plus its
+    columns, not their product.
+    """
     wall = profile.wall_ns or 1
+    steps = agent.steps
     cells: list[str] = []
+    active: list[tuple[int, int, str]] = []  # steps begun before the column's end, in order
+    first_end = 0  # the earliest end among them
+    ahead = 0  # the first step not yet begun
     for column in range(width):
         lo = profile.start_ns + wall * column // width
         hi = profile.start_ns + wall * (column + 1) // width
         if hi <= agent.start_ns or lo >= agent.end_ns:
             cells.append(" ")
             continue
+        while ahead < len(steps) and steps[ahead][0] < hi:
+            step = steps[ahead]
+            if not active or step[1] < first_end:
+                first_end = step[1]
+            active.append(step)
+            ahead += 1
+        if active and first_end <= lo:
+            active = [step for step in active if step[1] > lo]  # over before this column
+            first_end = min([step[1] for step in active], default=0)
         filled: dict[str, int] = {}
-        for start, end, cat in agent.steps:
-            if start >= hi:
-                break
-            overlap = min(end, hi) - max(start, lo)
+        for start, end, cat in active:
+            overlap = (end if end < hi else hi) - (start if start > lo else lo)
             if overlap > 0:
                 filled[cat] = filled.get(cat, 0) + overlap
         inside = min(hi, agent.end_ns) - max(lo, agent.start_ns)
         other = inside - sum(filled.values())
-        best = max(filled.items(), key=lambda kv: kv[1], default=("other", 0))
-        cells.append(_BAR[best[0] if best[1] >= other else "other"][which])
+        best = max(filled, key=filled.__getitem__) if filled else "other"  # the first most
+        cells.append(_BAR[best if filled.get(best, 0) >= other else "other"][which])
     return "".join(cells)
 
 
 def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [
-        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    ]
+    # map and zip: the wait matrix of a thousand agents is a million cells.
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    return ["  " + "  ".join(map(str.ljust, r, widths)).rstrip() for r in rows]
 
 
 _MERMAID_UNSAFE = re.compile(r"[^A-Za-z0-9 _.,()/:+\-=→]")

@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 import msgspec
 
 from telemetry.records import (
+    _KIND_OF,
+    _KINDS,
     _STATUS,
     _STATUS_OF,
     AttrValue,
+    LinkRecord,
     SpanFacts,
     _document_resource_spans,
     _enum,
@@ -220,3 +223,245 @@ def split_lines(path: str | os.PathLike[str], parts: int) -> list[tuple[int, int
             cuts.append(min(handle.tell(), size))
     cuts.append(size)
     return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+
+
+# --- the profile's read: ids, names, kinds and links too ----------------------------------
+class TreeFacts(msgspec.Struct, frozen=True, gc=False):
+    """The fields of a span the profile reads: what :func:`scan_span_tree` yields.
+
+    A :class:`~telemetry.records.SpanRecord` without its events, status message and
+    resource, and with only the attributes (of the span and of its links) asked for; the
+    fields mean the same as the record's, so code that reads those fields takes either. A
+    struct, not a record or a named tuple: it is made ten times sooner.
+    """
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    status: str
+    attributes: Mapping[str, AttrValue]
+    links: tuple[LinkRecord, ...]
+
+
+class _TreeKeyValue(msgspec.Struct, frozen=True, gc=False):
+    key: str
+    #: Decoded with the span: the profile reads about half of a span's attributes, and one
+    #: decode of the whole line is then cheaper than a second decode per value wanted.
+    value: _AnyValue | None = None
+
+
+class _Link(msgspec.Struct, frozen=True, gc=False):
+    traceId: str | None = None
+    spanId: str | None = None
+    attributes: list[_TreeKeyValue] | None = None
+
+
+class _TreeSpan(msgspec.Struct, frozen=True, gc=False):
+    traceId: str | None = None
+    spanId: str | None = None
+    parentSpanId: str | None = None
+    name: str = ""
+    kind: int | str | None = 0
+    startTimeUnixNano: int | str | None = None
+    endTimeUnixNano: int | str | None = None
+    status: _Status | None = None
+    attributes: list[_TreeKeyValue] | None = None
+    links: list[_Link] | None = None
+
+
+class _TreeScopeSpans(msgspec.Struct, frozen=True, gc=False):
+    spans: list[_TreeSpan] | None = None
+
+
+class _TreeResourceSpans(msgspec.Struct, frozen=True, gc=False):
+    scopeSpans: list[_TreeScopeSpans] | None = None
+    instrumentationLibrarySpans: list[_TreeScopeSpans] | None = None
+
+
+class _TreeTraces(msgspec.Struct, frozen=True, gc=False):
+    resourceSpans: list[_TreeResourceSpans] | None = None
+
+
+class _TreeDocument(msgspec.Struct, frozen=True, gc=False):
+    resourceSpans: list[_TreeResourceSpans] | None = None
+    result: _TreeTraces | None = None
+
+
+_TREE_DECODER: Final = msgspec.json.Decoder(_TreeDocument)
+
+
+class _TreeReader(_Reader):
+    """Turns decoded structs into :class:`TreeFacts`.
+
+    Names, attribute keys and text values repeat from span to span (a run has a few dozen
+    span names and agents): each is kept once, so a big file's records share them.
+    """
+
+    def __init__(
+        self, keys: frozenset[str], link_keys: frozenset[str], trace_id: str | None
+    ) -> None:
+        super().__init__(keys)
+        self.span_keys = {k: k for k in keys}
+        self.link_keys = {k: k for k in link_keys}
+        self.wanted = trace_id
+        self.texts: dict[str, str] = {}
+
+    def attributes(
+        self, items: list[_TreeKeyValue] | None, keys: dict[str, str]
+    ) -> dict[str, AttrValue]:
+        attributes: dict[str, AttrValue] = {}
+        if items:
+            texts = self.texts
+            for kv in items:
+                key = keys.get(kv.key)
+                value = kv.value
+                if key is None or value is None:
+                    continue
+                text = value.stringValue  # by far the most common: no call needed
+                if text is not None:
+                    attributes[key] = texts.setdefault(text, text)
+                else:
+                    converted = _value(value)
+                    if converted is not None:
+                        attributes[key] = converted
+        return attributes
+
+    def tree_spans(self, document: _TreeDocument) -> list[TreeFacts]:
+        """The spans of one decoded line (the per-span work inlined: it is most of a read)."""
+        resource_spans = document.resourceSpans
+        if resource_spans is None and document.result is not None:
+            resource_spans = document.result.resourceSpans
+        out: list[TreeFacts] = []
+        trace_ids, wanted, texts = self.trace_ids, self.wanted, self.texts
+        span_keys = self.span_keys
+        for rs in resource_spans or ():
+            scopes = rs.scopeSpans
+            if scopes is None:
+                scopes = rs.instrumentationLibrarySpans
+            for ss in scopes or ():
+                for s in ss.spans or ():
+                    trace = trace_ids.get(s.traceId) or self.trace_id(s.traceId)
+                    if wanted is not None and trace != wanted:
+                        continue
+                    attributes: dict[str, AttrValue] = {}
+                    for kv in s.attributes or ():
+                        key = span_keys.get(kv.key)
+                        value = kv.value
+                        if key is None or value is None:
+                            continue
+                        text = value.stringValue
+                        if text is not None:
+                            attributes[key] = texts.setdefault(text, text)
+                        else:
+                            converted = _value(value)
+                            if converted is not None:
+                                attributes[key] = converted
+                    span_id = s.spanId
+                    parent = s.parentSpanId
+                    code = s.status.code if s.status is not None else None
+                    kind = s.kind
+                    links = s.links
+                    out.append(
+                        TreeFacts(
+                            trace,
+                            span_id.lower()
+                            if span_id is not None and len(span_id) == 16
+                            else _otlp_id(span_id, 16),
+                            self.parent_id(parent) if parent else None,
+                            texts.setdefault(s.name, s.name),
+                            _KIND_OF.get(kind) or _KIND_OF[_enum(kind, _KINDS, "SPAN_KIND_")],
+                            int(s.startTimeUnixNano or 0),
+                            int(s.endTimeUnixNano or 0),
+                            _STATUS_OF.get(code or 0) or _enum(code, _STATUS, "STATUS_CODE_"),
+                            attributes,
+                            self.links(links) if links else (),
+                        )
+                    )
+        return out
+
+    def parent_id(self, raw: str) -> str:
+        """A parent span id: many spans share one, so one copy of each is kept."""
+        parent = raw.lower() if len(raw) == 16 else _otlp_id(raw, 16)
+        return self.texts.setdefault(parent, parent)
+
+    def links(self, links: list[_Link]) -> tuple[LinkRecord, ...]:
+        return tuple(
+            [
+                LinkRecord(
+                    self.trace_id(link.traceId),
+                    _otlp_id(link.spanId, 16),
+                    self.attributes(link.attributes, self.link_keys),
+                )
+                for link in links
+            ]
+        )
+
+    def general(self, line: bytes) -> list[TreeFacts]:
+        """A line the typed decoder refused, read by the general parser (same result)."""
+        keys, link_keys, wanted = self.span_keys, self.link_keys, self.wanted
+        return [
+            TreeFacts(
+                r.trace_id,
+                r.span_id,
+                r.parent_span_id,
+                r.name,
+                r.kind,
+                r.start_ns,
+                r.end_ns,
+                r.status,
+                {k: v for k, v in r.attributes.items() if k in keys},
+                tuple(
+                    LinkRecord(
+                        link.trace_id,
+                        link.span_id,
+                        {k: v for k, v in link.attributes.items() if k in link_keys},
+                    )
+                    for link in r.links
+                ),
+            )
+            for r in iter_otlp_json(_document_resource_spans(msgspec.json.decode(line)))
+            if wanted is None or r.trace_id == wanted
+        ]
+
+
+def scan_span_tree(
+    path: str | os.PathLike[str],
+    keys: frozenset[str],
+    link_keys: frozenset[str] = frozenset(),
+    *,
+    trace_id: str | None = None,
+    start: int = 0,
+    end: int | None = None,
+) -> Iterator[TreeFacts]:
+    """Stream the spans of an OTLP/JSON-lines file as :class:`TreeFacts` (for the profile).
+
+    The same spans as :func:`~telemetry.records.iter_spans_file`, without their events,
+    status messages and resources, with only the span attributes in ``keys`` and the link
+    attributes in ``link_keys``, and with ``trace_id`` only that trace's spans. ``start``,
+    ``end``, memory and errors as for :func:`scan_spans_file`.
+    """
+    name = os.fspath(path)
+    reader = _TreeReader(keys, link_keys, trace_id)
+    position = start
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        for number, line in enumerate(handle, 1):
+            if end is not None and position >= end:
+                break
+            position += len(line)
+            if not line.strip():
+                continue
+            try:
+                try:
+                    records = reader.tree_spans(_TREE_DECODER.decode(line))
+                except (msgspec.ValidationError, ValueError, TypeError):
+                    records = reader.general(line)
+            except (msgspec.DecodeError, ValueError, AttributeError, KeyError, TypeError) as exc:
+                raise ValueError(
+                    f"{name!s}: line {number}: malformed OTLP/JSON line: {exc}"
+                ) from exc
+            yield from records

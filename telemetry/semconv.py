@@ -79,6 +79,11 @@ MODEL_QUEUE_SECONDS: Final = "orchestrace.model.queue_seconds"
 DELIVERY_VIA: Final = "orchestrace.delivery.via"
 CACHE_KIND: Final = "orchestrace.cache.kind"
 RUN_OUTCOME: Final = "orchestrace.run.outcome"
+#: The exporter a telemetry-pipeline metric is about: ``file``, ``otlp/grpc``,
+#: ``otlp/http/protobuf``, ``console`` (the kind, never a path: bounded cardinality).
+TELEMETRY_EXPORTER: Final = "orchestrace.exporter"
+#: The ``orchestrace.agent.state`` values an agent never leaves (``runtime.hub.AgentState``).
+AGENT_FINAL_STATES: Final = frozenset({"done", "crashed", "killed"})
 
 # --- exceptions (the SDK's record_exception event) ------------------------------------
 EXCEPTION_MESSAGE: Final = "exception.message"
@@ -120,6 +125,34 @@ METRIC_COST: Final = "orchestrace.usage.cost"
 #: ``_USD`` (UCUM has no currency units; a ``{USD}`` annotation would be dropped from it).
 UNIT_USD: Final = "USD"
 
+#: Agents that reached a final state, by role and state (done, crashed, killed): a counter, so
+#: a crash is seen even when the run ends before the next export. Prometheus:
+#: ``orchestrace_agents_ended_total``.
+METRIC_AGENTS_ENDED: Final = "orchestrace.agents.ended"
+#: Agents blocked in ``wait_for_message`` right now, by role (``orchestrace_agents_waiting``).
+METRIC_AGENTS_WAITING: Final = "orchestrace.agents.waiting"
+#: How long the longest wait in progress has lasted, by role; 0 when none is waiting.
+#: Prometheus: ``orchestrace_agent_wait_longest_seconds``.
+METRIC_AGENT_WAIT_LONGEST: Final = "orchestrace.agent.wait.longest"
+
+# The telemetry pipeline's own health (``telemetry.metrics.PipelineHealth``): observable
+# counters read from the exporters' own counts when metrics are collected. Prometheus:
+# ``orchestrace_telemetry_spans_{ended,exported,failed,dropped}_total`` and
+# ``orchestrace_telemetry_metric_points_{exported,failed}_total``.
+#: Spans ended (created and finished): what every span exporter should send.
+METRIC_SPANS_ENDED: Final = "orchestrace.telemetry.spans.ended"
+#: Spans an exporter sent successfully, by ``orchestrace.exporter``.
+METRIC_SPANS_EXPORTED: Final = "orchestrace.telemetry.spans.exported"
+#: Spans whose export failed (the exporter gave up after its retries), by exporter.
+METRIC_SPANS_FAILED: Final = "orchestrace.telemetry.spans.failed"
+#: Spans never handed to an exporter: its queue was full, or they were still queued when
+#: the shutdown deadline passed. By exporter.
+METRIC_SPANS_DROPPED: Final = "orchestrace.telemetry.spans.dropped"
+#: Metric data points a metric exporter sent, by exporter.
+METRIC_POINTS_EXPORTED: Final = "orchestrace.telemetry.metric_points.exported"
+#: Metric data points whose export failed, by exporter (reported with the next collection).
+METRIC_POINTS_FAILED: Final = "orchestrace.telemetry.metric_points.failed"
+
 #: Explicit bucket boundaries the GenAI semantic conventions give for these histograms.
 DURATION_BUCKETS: Final = (
     0.01,
@@ -152,4 +185,53 @@ TOKEN_BUCKETS: Final = (
     4194304,
     16777216,
     67108864,
+)
+
+# --- streamed model calls --------------------------------------------------------------------
+# Names checked against the GenAI conventions (open-telemetry/semantic-conventions-genai:
+# gen-ai-metrics.md, registry/attributes/gen-ai.md; opentelemetry-semantic-conventions
+# 0.66b2 has the same strings). The client-side ones are used as they are; where the
+# conventions have nothing that means what orchestrace records, the name is orchestrace's:
+#
+# * time to first token: ``gen_ai.client.operation.time_to_first_chunk`` (the metric) and
+#   ``gen_ai.response.time_to_first_chunk`` (the span attribute), both "from when the client
+#   issues the request to when the first chunk is received", in seconds, for streamed calls
+#   only. ``gen_ai.server.time_to_first_token`` means the same measured by a model *server*,
+#   which orchestrace is not.
+# * time per output token: the conventions' client metric,
+#   ``gen_ai.client.operation.time_per_output_chunk``, is the gap between two chunks, and an
+#   Anthropic delta carries any number of tokens; ``gen_ai.server.time_per_output_token`` has
+#   the meaning wanted ((duration - time to first token) / (output tokens - 1)) but is a
+#   server metric. So: ``orchestrace.model.time_per_output_token``, with the server metric's
+#   definition and buckets.
+# * the first-token event: the conventions define no span event for it.
+#: True when the call streamed its response (set on every ``chat`` span).
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+#: Seconds from the start of the model call to the first content of its streamed response
+#: (retries included, as in ``gen_ai.client.operation.duration``).
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+#: The first content of a streamed response arrived (a content block began or grew); carries
+#: ``gen_ai.response.time_to_first_chunk`` and the attempt (``http.request.resend_count``).
+EVENT_FIRST_TOKEN: Final = "orchestrace.model.first_token"
+#: On ``orchestrace.model.attempt_failed``: the attempt failed after its 200, mid-stream.
+MODEL_FAILED_MID_STREAM: Final = "orchestrace.model.failed_mid_stream"
+#: Prometheus: ``gen_ai_client_operation_time_to_first_chunk_seconds``.
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+#: Prometheus: ``orchestrace_model_time_per_output_token_seconds``.
+METRIC_TIME_PER_OUTPUT_TOKEN: Final = "orchestrace.model.time_per_output_token"
+#: The bucket boundaries the conventions give ``gen_ai.server.time_per_output_token``.
+TIME_PER_OUTPUT_TOKEN_BUCKETS: Final = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
 )

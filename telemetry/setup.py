@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,12 +43,14 @@ from opentelemetry.sdk.trace.export import (
 
 from telemetry import semconv as sc
 from telemetry.export import (
+    CountingMetricExporter,
     CountingSpanExporter,
     OTLPJsonLinesExporter,
     RedactingSpanExporter,
     SpanCounter,
+    count_drops,
 )
-from telemetry.metrics import close_instruments
+from telemetry.metrics import ExporterCounts, Instruments, PipelineCounts, close_instruments
 from telemetry.spans import LIVE_SNIPPET_CHARS, ContentPolicy
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,10 @@ DEFAULT_CONTENT_MAX_CHARS: Final = 2048
 SHUTDOWN_TIMEOUT_ENV: Final = "ORCHESTRACE_SHUTDOWN_TIMEOUT"
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 3.0
 DEFAULT_METRIC_INTERVAL_MS: Final = 5000.0
+#: The last part of the shutdown timeout kept for the metrics (at most this many seconds):
+#: a stalled trace exporter cannot keep the final metrics export — which reports the spans
+#: it could not send — from running.
+METRICS_SHUTDOWN_RESERVE: Final = 1.0
 
 # Larger than the SDK defaults (2048 / 512) so a burst of thousands of agents is not
 # dropped; each can still be set with the standard OTEL_BSP_* variables.
@@ -169,9 +176,42 @@ class Telemetry:
     #: Extra resources to release at shutdown (the Prometheus scrape server).
     closers: list[Callable[[], None]] = field(default_factory=list)
     _shut: bool = False
+    #: Metric exporters, counting the points they sent and failed to send.
+    metric_counters: list[CountingMetricExporter] = field(default_factory=list)
     #: Set once the tracer provider's shutdown has returned: every batch processor has
     #: drained its queue, so a span neither exported nor failed was dropped (queue full).
     _traces_flushed: threading.Event = field(default_factory=threading.Event)
+    #: Set when the spans' share of the shutdown deadline passed first: what is still
+    #: queued counts as dropped from then on.
+    _traces_abandoned: threading.Event = field(default_factory=threading.Event)
+    #: The largest dropped count reported per span exporter (a counter never goes down,
+    #: even if a stalled export completes after the deadline).
+    _dropped_reported: dict[int, int] = field(default_factory=dict)
+    _counts_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pipeline_counts(self) -> PipelineCounts:
+        """Spans ended; per exporter, spans exported, failed and dropped; metric points.
+
+        What the ``orchestrace.telemetry.*`` metrics report (see
+        :class:`telemetry.metrics.PipelineHealth`). Dropped spans are the ones the batch
+        processor discarded (queue full) while the run goes on; once the tracer provider has
+        shut down, or its share of the shutdown deadline has passed, every span neither
+        exported nor failed counts as dropped, as in :meth:`export_problems`.
+        """
+        total = self.ended.count if self.ended is not None else 0
+        settled = self._traces_flushed.is_set() or self._traces_abandoned.is_set()
+        spans = []
+        with self._counts_lock:
+            for c in self.counters:
+                exported, failed = c.exported, c.failed
+                dropped = c.queue_dropped
+                if settled:
+                    dropped = max(dropped, total - exported - failed)
+                dropped = max(dropped, self._dropped_reported.get(id(c), 0))
+                self._dropped_reported[id(c)] = dropped
+                spans.append(ExporterCounts(c.kind, exported, failed, dropped))
+        points = [ExporterCounts(m.kind, m.exported, m.failed) for m in self.metric_counters]
+        return PipelineCounts(total, spans, points)
 
     def export_problems(self) -> list[str]:
         """One line per exporter that did not get every span out (queue full or failures).
@@ -212,29 +252,42 @@ class Telemetry:
         if timeout is None:
             raw = os.environ.get(SHUTDOWN_TIMEOUT_ENV, "")
             timeout = float(raw) if raw.replace(".", "", 1).isdigit() else DEFAULT_SHUTDOWN_TIMEOUT
+        deadline = time.monotonic() + timeout
+        # Spans get the deadline less a reserve; the metrics' final export, which carries
+        # the pipeline's own counts (spans dropped at this deadline included), gets the rest.
+        spans_deadline = deadline - min(METRICS_SHUTDOWN_RESERVE, timeout / 4)
+
+        def _run(stop: Callable[[], object] | None) -> None:
+            if stop is None:
+                return
+            try:
+                stop()
+            except Exception:  # telemetry never raises into the program
+                log.exception("telemetry shutdown failed")
+
+        def _stop_traces() -> None:
+            _run(getattr(self.tracer_provider, "shutdown", None))
+            self._traces_flushed.set()
 
         def _shutdown() -> None:
-            stops = [
-                getattr(p, "shutdown", None) for p in (self.tracer_provider, self.meter_provider)
-            ]
+            traces = threading.Thread(
+                target=_stop_traces, name="orchestrace-telemetry-shutdown-traces", daemon=True
+            )
+            traces.start()
+            traces.join(max(0.0, spans_deadline - time.monotonic()))
+            if traces.is_alive():
+                self._traces_abandoned.set()
             # queued histogram measurements reach the SDK before its final collection
-            drain = functools.partial(close_instruments, self.meter_provider)
-            for stop in [stops[0], drain, stops[1], *self.closers]:
-                if stop is None:
-                    continue
-                try:
-                    stop()
-                except Exception:  # telemetry never raises into the program
-                    log.exception("telemetry shutdown failed")
-                if stop is stops[0]:
-                    self._traces_flushed.set()
+            _run(functools.partial(close_instruments, self.meter_provider))
+            for stop in [getattr(self.meter_provider, "shutdown", None), *self.closers]:
+                _run(stop)
 
         worker = threading.Thread(
             target=_shutdown, name="orchestrace-telemetry-shutdown", daemon=True
         )
         worker.start()
-        worker.join(timeout)
-        if worker.is_alive():
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive() or not self._traces_flushed.is_set():
             log.warning("telemetry export did not finish within %.1fs; giving up", timeout)
             return False
         return True
@@ -278,7 +331,9 @@ def setup_telemetry(
             RedactingSpanExporter(exporter, redact) if redact else exporter, label
         )
         counted.append(counter)
-        tracer_provider.add_span_processor(_batch(counter))
+        processor = _batch(counter)
+        count_drops(processor, counter)  # drops counted as they happen, for the metrics
+        tracer_provider.add_span_processor(processor)
         names.append(label)
 
     # The file goes first: shutdown flushes processors in order, so a stalled collector
@@ -298,16 +353,28 @@ def setup_telemetry(
 
     readers: list[MetricReader] = []
     closers: list[Callable[[], None]] = []
+    metric_counters: list[CountingMetricExporter] = []
+
+    def counting(exporter: MetricExporter, kind: str) -> CountingMetricExporter:
+        metric_counters.append(CountingMetricExporter(exporter, kind))
+        return metric_counters[-1]
+
     for name in _env_list("OTEL_METRICS_EXPORTER", "metrics"):
         if name == "otlp":
+            kind = f"otlp/{_protocol('metrics')}"
             readers.append(
                 PeriodicExportingMetricReader(
-                    otlp_metric_exporter(), export_interval_millis=_metric_interval()
+                    counting(otlp_metric_exporter(), kind),
+                    export_interval_millis=_metric_interval(),
                 )
             )
-            names.append(f"metrics:otlp/{_protocol('metrics')}")
+            names.append(f"metrics:{kind}")
         elif name == "console":
-            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr)))
+            readers.append(
+                PeriodicExportingMetricReader(
+                    counting(ConsoleMetricExporter(out=sys.stderr), "console")
+                )
+            )
             names.append("metrics:console")
         elif name == "prometheus":
             reader, close = prometheus_reader()
@@ -322,7 +389,13 @@ def setup_telemetry(
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
-    return Telemetry(True, tracer_provider, meter_provider, policy, names, counted, ended, closers)
+    telemetry = Telemetry(
+        True, tracer_provider, meter_provider, policy, names, counted, ended, closers
+    )
+    telemetry.metric_counters = metric_counters
+    # The pipeline's own health, as metrics: read from the counts above at each collection.
+    Instruments.for_provider(meter_provider).pipeline.watch(telemetry)
+    return telemetry
 
 
 def _metric_interval() -> float:

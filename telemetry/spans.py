@@ -9,6 +9,7 @@ This module knows nothing of the runtime: messages are anything shaped like
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import traceback
@@ -150,10 +151,21 @@ def _fail(span: Span, exc: BaseException, error_type: str) -> None:
 
 
 # --- model attempts (recorded by the anthropic client's middleware) -------------------------
+def _clock() -> float:
+    """Seconds on the event loop's clock (fake under looptime, so tests get exact figures)."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
+
+
 @dataclass
 class _ChatState:
     span: Span
     attempts: int = 0
+    #: When the call started, and when its (latest attempt's) stream gave its first content.
+    started: float = 0.0
+    first_token: float | None = None
 
 
 _current_chat: ContextVar[_ChatState | None] = ContextVar("orchestrace_chat", default=None)
@@ -165,7 +177,43 @@ def begin_model_attempt() -> int:
     if state is None:
         return 0
     state.attempts += 1
+    state.first_token = None  # a new attempt: its stream has given nothing yet
     return state.attempts - 1
+
+
+def model_first_token() -> None:
+    """The current model call's stream gave its first content (a content block began or
+    grew): an ``orchestrace.model.first_token`` event, and the time to first chunk of the
+    call (from its start) once it ends. Later calls for the same attempt are ignored."""
+    state = _current_chat.get()
+    if state is None or state.first_token is not None:
+        return
+    state.first_token = _clock()
+    state.span.add_event(
+        sc.EVENT_FIRST_TOKEN,
+        {
+            sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: state.first_token - state.started,
+            sc.HTTP_REQUEST_RESEND_COUNT: max(0, state.attempts - 1),
+        },
+    )
+
+
+def model_attempt_failed_mid_stream(*, status_code: int | None, error: str) -> None:
+    """Record an attempt whose stream failed after its response began (an ``error`` event,
+    a dropped connection, a stall): ``orchestrace.model.attempt_failed`` with
+    ``orchestrace.model.failed_mid_stream``. ``status_code`` is the stream's own HTTP status
+    (200); ``error`` the error.type the same failure has before a stream."""
+    state = _current_chat.get()
+    if state is None:
+        return
+    attributes: dict[str, Any] = {
+        sc.HTTP_REQUEST_RESEND_COUNT: max(0, state.attempts - 1),
+        sc.ERROR_TYPE: error,
+        sc.MODEL_FAILED_MID_STREAM: True,
+    }
+    if status_code is not None:
+        attributes[sc.HTTP_RESPONSE_STATUS_CODE] = status_code
+    state.span.add_event(sc.EVENT_ATTEMPT_FAILED, attributes)
 
 
 def end_model_attempt(attempt: int, *, status_code: int | None, error: str | None) -> None:
@@ -414,8 +462,14 @@ class RunTelemetry:
 
     # --- model calls -------------------------------------------------------------------------
     @contextmanager
-    def chat(self, agent: str, role: str, *, model: str, max_tokens: int) -> Iterator[ChatCall]:
-        """``chat {model}`` (CLIENT) around one model call, with retries as events."""
+    def chat(
+        self, agent: str, role: str, *, model: str, max_tokens: int, stream: bool = False
+    ) -> Iterator[ChatCall]:
+        """``chat {model}`` (CLIENT) around one model call, with retries as events.
+
+        A streamed call (``stream``) whose response gave content also gets the time to its
+        first chunk (attribute and histogram) and, answered, the time per output token.
+        """
         span = self.tracer.start_span(
             f"{sc.OP_CHAT} {model}",
             kind=SpanKind.CLIENT,
@@ -424,6 +478,7 @@ class RunTelemetry:
                 sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_ANTHROPIC,
                 sc.GEN_AI_REQUEST_MODEL: model,
                 sc.GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
+                sc.GEN_AI_REQUEST_STREAM: stream,
                 sc.GEN_AI_AGENT_NAME: agent,
                 sc.GEN_AI_CONVERSATION_ID: self.run_id,
             },
@@ -431,7 +486,7 @@ class RunTelemetry:
             set_status_on_exception=False,
         )
         call = ChatCall(span, self.content)
-        state = _ChatState(span)
+        state = _ChatState(span, started=_clock())
         token = _current_chat.set(state)
         started = time.perf_counter()
         error_type: str | None = None
@@ -443,13 +498,52 @@ class RunTelemetry:
             _fail(span, exc, error_type)
             raise
         finally:
+            ended = _clock()
             _current_chat.reset(token)
             if state.attempts > 1:
                 span.set_attribute(sc.HTTP_REQUEST_RESEND_COUNT, state.attempts - 1)
             self._record_chat_metrics(
                 span, call, model, role, time.perf_counter() - started, error_type
             )
+            if state.first_token is not None:
+                self._record_stream_metrics(
+                    span,
+                    call,
+                    model,
+                    state.first_token - state.started,
+                    ended - state.first_token,
+                    error_type,
+                )
             span.end()
+
+    def _record_stream_metrics(
+        self,
+        span: Span,
+        call: ChatCall,
+        model: str,
+        first: float,
+        rest: float,
+        error_type: str | None,
+    ) -> None:
+        """Time to first chunk (any call whose last attempt gave content) and time per
+        output token (answered calls of two tokens or more): ``first`` is the seconds to the
+        first content, ``rest`` those after it, on the event loop's clock."""
+        span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, first)
+        attrs: dict[str, str] = {
+            sc.GEN_AI_OPERATION_NAME: sc.OP_CHAT,
+            sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_ANTHROPIC,
+            sc.GEN_AI_REQUEST_MODEL: model,
+        }
+        if call.response_model is not None:
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = call.response_model
+        if error_type is not None:
+            attrs[sc.ERROR_TYPE] = error_type
+        ctx = _exemplar_context(span)
+        ins = self.instruments
+        ins.time_to_first_chunk.record(first, attrs, context=ctx)
+        output = call.usage.get(sc.TOKEN_TYPE_OUTPUT, 0)
+        if error_type is None and call.response_model is not None and output > 1:
+            ins.time_per_output_token.record(rest / (output - 1), attrs, context=ctx)
 
     def _record_chat_metrics(
         self,

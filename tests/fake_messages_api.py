@@ -26,8 +26,14 @@ So every reply whose status the SDK retries (408, 409, 429, >= 500) carries
 ``retry-after-ms`` itself, which keeps retries at ~1 ms.
 
 Requests whose body has ``"stream": true`` get a message reply as a
-server-sent event stream (``message_start`` ... ``message_stop``) so
-``client.messages.stream(...)`` works too; errors are always plain JSON.
+server-sent event stream, as the API sends one: ``message_start``, a ``ping``,
+each content block as ``content_block_start``, a few ``content_block_delta``
+(``text_delta``, ``input_json_delta``) and ``content_block_stop``, then
+``message_delta`` and ``message_stop``, one HTTP chunk per event
+(``Transfer-Encoding: chunked``), so ``client.messages.stream(...)`` works too.
+A `StreamReply` paces the events and can end the stream early the ways a real
+one can: an ``error`` event after the 200 (``overloaded_error``), a dropped
+connection, or a stall. Errors before the stream are plain JSON.
 """
 
 from __future__ import annotations
@@ -39,11 +45,11 @@ import socket
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Final, TypeAlias, cast
+from typing import Any, Final, Literal, TypeAlias, cast
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -54,6 +60,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "Responder",
+    "StreamReply",
     "error_body",
     "message",
     "text_block",
@@ -243,7 +250,36 @@ class RawReply:
     content_type: str = "application/json"
 
 
-Reply: TypeAlias = MessageReply | ErrorReply | RawReply
+@dataclass(frozen=True)
+class StreamReply:
+    """A message streamed as server-sent events, paced, and maybe cut short.
+
+    ``body`` is a Messages API response body (see `message`); its events are sent
+    ``interval`` seconds apart. With ``cut``, the stream stops after ``after``
+    events (``message_start`` is event 1, the ``ping`` after the first
+    ``content_block_start`` event 3):
+
+    * ``"error"``: an ``error`` event (``error_type``, ``error_message``), then the
+      body ends, as the API reports an error after its 200 (e.g. overloaded);
+    * ``"drop"``: the connection is shut down in the middle of the body;
+    * ``"stall"``: nothing more is sent, and the connection is held open until the
+      client gives up (its read timeout) or the server closes.
+
+    A request without ``"stream": true`` gets ``body`` as JSON; cut, the same failure
+    without a stream: half the body, then the connection dropped or stalled (an ``error``
+    cut has no such equivalent: queue an `ErrorReply` for that).
+    """
+
+    body: Mapping[str, Any]
+    interval: float = 0.0
+    cut: Literal["error", "drop", "stall"] | None = None
+    after: int = 0
+    error_type: str = "overloaded_error"
+    error_message: str = "Overloaded"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+Reply: TypeAlias = MessageReply | ErrorReply | RawReply | StreamReply
 """One scripted reply."""
 
 Responder: TypeAlias = Callable[[JSONObject], "Reply | Mapping[str, Any] | None"]
@@ -306,11 +342,26 @@ class RecordedRequest:
 
 
 @dataclass(frozen=True)
+class _Streamed:
+    """How to send an event stream: its events, the pause between them, how it ends."""
+
+    events: Sequence[bytes]
+    interval: float = 0.0
+    #: None: every event, then the end of the body; else the stream stops after ``after``.
+    cut: Literal["error", "drop", "stall"] | None = None
+    after: int = 0
+    error_event: bytes = b""
+    #: A plain (not chunked) body of this Content-Length, of which ``events`` are sent.
+    length: int | None = None
+
+
+@dataclass(frozen=True)
 class _Response:
     status: int
     body: bytes
     headers: Mapping[str, str]
     content_type: str
+    stream: _Streamed | None = None
 
 
 # --------------------------------------------------------------------------- HTTP plumbing
@@ -399,12 +450,49 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
+        if response.stream is None:
+            self.send_header("Content-Length", str(len(response.body)))
+        elif response.stream.length is not None:
+            self.send_header("Content-Length", str(response.stream.length))
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
         for name, value in response.headers.items():
-            if name.lower() not in ("content-type", "content-length"):
+            if name.lower() not in ("content-type", "content-length", "transfer-encoding"):
                 self.send_header(name, value)
         self.end_headers()
+        if response.stream is not None:
+            self._send_stream(response.stream)
+            return
         self.wfile.write(response.body)
+        self.wfile.flush()
+
+    def _send_chunk(self, data: bytes, *, chunked: bool = True) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+        self.wfile.flush()
+
+    def _send_stream(self, plan: _Streamed) -> None:
+        """Send the events one chunk each, ``interval`` apart, ending as ``plan`` says."""
+        closing = self._server.api._closing
+        count = len(plan.events) if plan.cut is None else min(plan.after, len(plan.events))
+        for n, event in enumerate(plan.events[:count]):
+            if n and plan.interval and closing.wait(plan.interval):
+                return
+            self._send_chunk(event, chunked=plan.length is None)
+        if plan.cut == "drop":
+            # Mid-body: no terminating chunk, and no clean close either.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if plan.cut == "stall":
+            self.close_connection = True
+            closing.wait()  # until the client hangs up (a write would fail) or close()
+            return
+        if plan.cut == "error":
+            if plan.interval and closing.wait(plan.interval):
+                return
+            self._send_chunk(plan.error_event)
+        self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
@@ -417,51 +505,72 @@ def _sse(event: str, data: Mapping[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _stream_events(body: Mapping[str, Any]) -> Iterator[bytes]:
+def _pieces(text: str, size: int) -> list[str]:
+    """``text`` in pieces of about ``size`` characters, as the API sends deltas."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _stream_events(body: Mapping[str, Any]) -> list[bytes]:
+    """The server-sent events the API sends for the message ``body``, in order."""
+    events: list[bytes] = []
     usage = dict(body.get("usage") or {})
     start_message = {**body, "content": [], "stop_reason": None, "stop_sequence": None}
     start_message["usage"] = {**usage, "output_tokens": min(1, int(usage.get("output_tokens", 0)))}
-    yield _sse("message_start", {"type": "message_start", "message": start_message})
+    events.append(_sse("message_start", {"type": "message_start", "message": start_message}))
     for index, block in enumerate(body.get("content") or []):
         kind = block.get("type")
         start: JSONObject
         deltas: list[JSONObject] = []
         if kind == "text":
             start = {**block, "text": ""}
-            deltas.append({"type": "text_delta", "text": block.get("text", "")})
+            deltas += [
+                {"type": "text_delta", "text": piece}
+                for piece in _pieces(block.get("text", ""), 12)
+            ]
         elif kind in ("tool_use", "server_tool_use"):
             start = {**block, "input": {}}
-            deltas.append(
-                {"type": "input_json_delta", "partial_json": json.dumps(block.get("input", {}))}
-            )
+            partial = json.dumps(block.get("input", {}))
+            deltas.append({"type": "input_json_delta", "partial_json": ""})
+            deltas += [
+                {"type": "input_json_delta", "partial_json": piece}
+                for piece in _pieces(partial, 16)
+            ]
         elif kind == "thinking":
             start = {**block, "thinking": "", "signature": ""}
             deltas.append({"type": "thinking_delta", "thinking": block.get("thinking", "")})
             deltas.append({"type": "signature_delta", "signature": block.get("signature", "")})
         else:
             start = dict(block)
-        yield _sse(
-            "content_block_start",
-            {"type": "content_block_start", "index": index, "content_block": start},
-        )
-        for delta in deltas:
-            yield _sse(
-                "content_block_delta",
-                {"type": "content_block_delta", "index": index, "delta": delta},
+        events.append(
+            _sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": start},
             )
-        yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-    yield _sse(
-        "message_delta",
-        {
-            "type": "message_delta",
-            "delta": {
-                "stop_reason": body.get("stop_reason"),
-                "stop_sequence": body.get("stop_sequence"),
+        )
+        if index == 0:
+            events.append(_sse("ping", {"type": "ping"}))
+        events += [
+            _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d})
+            for d in deltas
+        ]
+        events.append(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    if not body.get("content"):
+        events.append(_sse("ping", {"type": "ping"}))
+    events.append(
+        _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {
+                    "stop_reason": body.get("stop_reason"),
+                    "stop_sequence": body.get("stop_sequence"),
+                },
+                "usage": usage,
             },
-            "usage": usage,
-        },
+        )
     )
-    yield _sse("message_stop", {"type": "message_stop"})
+    events.append(_sse("message_stop", {"type": "message_stop"}))
+    return events
 
 
 # --------------------------------------------------------------------------- the fake
@@ -500,6 +609,8 @@ class FakeMessagesAPI:
         self._retry_after_ms = retry_after_ms
         self._counter = itertools.count()
         self._closed = False
+        #: Set by `close`: streams that pause or stall stop waiting.
+        self._closing = threading.Event()
         self._server = _Server(self)
         host, port = self._server.server_address[:2]
         self._url = f"http://{host!s}:{port}"
@@ -524,6 +635,7 @@ class FakeMessagesAPI:
             if self._closed:
                 return
             self._closed = True
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._server.close_connections()
@@ -745,7 +857,7 @@ class FakeMessagesAPI:
                     f"FakeMessagesAPI: responder raised {type(exc).__name__}: {exc}",
                     no_retry,
                 )
-            if isinstance(produced, MessageReply | ErrorReply | RawReply):
+            if isinstance(produced, MessageReply | ErrorReply | RawReply | StreamReply):
                 return produced
             if produced is not None:
                 return MessageReply(dict(produced))
@@ -759,16 +871,42 @@ class FakeMessagesAPI:
     def _render(self, reply: Reply, request_body: Any, request_id: str) -> _Response:
         headers: dict[str, str] = {"request-id": request_id}
         content_type = "application/json"
-        if isinstance(reply, MessageReply):
+        stream: _Streamed | None = None
+        streaming = isinstance(request_body, dict) and request_body.get("stream") is True
+        if isinstance(reply, MessageReply | StreamReply):
             status = 200
             out = dict(reply.body)
             if out.get("model") is None:
                 requested = request_body.get("model") if isinstance(request_body, dict) else None
                 out["model"] = requested if isinstance(requested, str) else DEFAULT_MODEL
-            if isinstance(request_body, dict) and request_body.get("stream") is True:
-                payload = b"".join(_stream_events(out))
+            payload = b""
+            if streaming:
                 content_type = "text/event-stream; charset=utf-8"
                 headers["cache-control"] = "no-cache"
+                stream = _Streamed(_stream_events(out))
+                if isinstance(reply, StreamReply):
+                    error = error_body(reply.error_type, reply.error_message)
+                    stream = _Streamed(
+                        stream.events,
+                        reply.interval,
+                        reply.cut,
+                        reply.after,
+                        _sse("error", error),
+                    )
+            elif isinstance(reply, StreamReply) and reply.cut in ("drop", "stall"):
+                # The same failure without a stream: half the JSON body, then the cut.
+                whole = json.dumps(out).encode()
+                stream = _Streamed([whole[: len(whole) // 2]], 0.0, reply.cut, 1, length=len(whole))
+            elif isinstance(reply, StreamReply) and reply.cut is not None:
+                status, out = (
+                    500,
+                    error_body(
+                        "api_error",
+                        "FakeMessagesAPI: a cut stream to a request without stream: true",
+                    ),
+                )
+                headers["x-should-retry"] = "false"
+                payload = json.dumps(out).encode()
             else:
                 payload = json.dumps(out).encode()
         elif isinstance(reply, ErrorReply):
@@ -791,7 +929,7 @@ class FakeMessagesAPI:
         ):
             headers["retry-after-ms"] = self._retry_after_ms
         headers.update(extra)
-        return _Response(status, payload, headers, content_type)
+        return _Response(status, payload, headers, content_type, stream)
 
 
 def _validation_problem(body: Any, json_error: str | None) -> str | None:

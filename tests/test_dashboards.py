@@ -134,7 +134,7 @@ def _datasource_refs(board: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any
 
 def test_every_data_source_uid_is_provisioned() -> None:
     sources = provisioned()
-    assert set(sources) == {"prometheus", "jaeger"}
+    assert set(sources) == {"prometheus", "jaeger", "alertmanager"}
     for name, board in dashboards().items():
         refs = list(_datasource_refs(board))
         assert refs, name
@@ -149,7 +149,28 @@ def test_every_panel_with_queries_names_its_data_source() -> None:
             if panel["type"] in {"row", "text"}:
                 continue
             assert panel.get("datasource", {}).get("uid"), f"{name}: {panel['title']}"
+            if panel["type"] == "alertlist":  # lists alert rules: no query of its own
+                continue
             assert panel.get("targets"), f"{name}: {panel['title']} has no query"
+
+
+def test_the_alert_list_shows_the_rules_prometheus_evaluates() -> None:
+    sources = provisioned()
+    [panel] = [
+        p for p in panels(dashboards()["orchestrace-overview.json"]) if p["type"] == "alertlist"
+    ]
+    # the panel filters rule sources by data source *name*
+    assert panel["options"]["datasource"] == sources["prometheus"]["name"]
+    assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}
+    states = panel["options"]["stateFilter"]
+    assert states["firing"] is states["pending"] is True
+    assert states["normal"] is False
+    # Prometheus manages the rules and names the Alertmanager it sends them to
+    prometheus = sources["prometheus"]["jsonData"]
+    assert prometheus["manageAlerts"] is True
+    assert sources[prometheus["alertmanagerUid"]]["type"] == "alertmanager"
+    alertmanager = sources["alertmanager"]["jsonData"]
+    assert alertmanager == {"implementation": "prometheus", "handleGrafanaManagedAlerts": False}
 
 
 def test_exemplars_link_to_jaeger() -> None:

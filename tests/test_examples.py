@@ -446,7 +446,21 @@ async def test_run_sleep_paces_the_offline_model_too(traced: Traced) -> None:
         slept.append(seconds)
         await asyncio.sleep(0)
 
-    result = await run_example("research_team", traced, offline=True, sleep=instant)
+    result = await run_example("research_team", traced, offline=True, sleep=instant, stream=False)
     assert result.completed
     assert len(slept) == len(traced.named("chat ")) == 15
     assert sorted(set(slept)) == [0.125, 0.25]  # the base latency times each reply's think
+
+    # Streamed (the default), each call's latency is slept in chunks: the same time in all.
+    whole, slept[:] = list(slept), []
+    streamed = Traced()
+    try:
+        result = await run_example("research_team", streamed, offline=True, sleep=instant)
+    finally:
+        streamed.tracer_provider.shutdown()
+        streamed.meter_provider.shutdown()
+    assert result.completed
+    assert len(streamed.named("chat ")) == 15
+    assert len(slept) > len(whole)
+    assert sum(slept) == pytest.approx(sum(whole))
+    assert {0.4 * s for s in whole} <= set(slept)  # each first token after 40 % of the latency

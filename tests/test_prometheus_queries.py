@@ -2,10 +2,11 @@
 
 The runtime's Prometheus scrape endpoint (``OTEL_METRICS_EXPORTER=prometheus``) stays open
 in this process while Debian's ``prometheus`` binary, started here on a free port with a 1 s
-scrape interval, scrapes it: one scripted ``spawn`` run, a scrape, a second run, a scrape —
-so counters have grown between two samples and ``rate()`` and the quantiles have something
-to work with. Each panel query is then run with the dashboard's variables set to the values
-its variable queries return; an empty or all-NaN answer fails.
+scrape interval, scrapes it: one scripted ``spawn`` run (streamed, as by default), a
+scrape, a second run, a scrape — so counters have grown between two samples and ``rate()``
+and the quantiles have something to work with. Each panel query is then run with the
+dashboard's variables set to the values its variable queries return; an empty or all-NaN
+answer fails.
 
 The same runs also export over OTLP (to the in-process receiver): the names Prometheus 3
 gives those OTLP metrics (UnderscoreEscapingWithSuffixes, as implemented by the dashboard
@@ -250,7 +251,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
         receiver = stack.enter_context(OTLPReceiver())
         env = stack.enter_context(pytest.MonkeyPatch.context())
         env.setenv("OTEL_SERVICE_NAME", SERVICE)
-        env.setenv("OTEL_TRACES_EXPORTER", "none")
+        # Spans go over OTLP too, so the pipeline-health counters have an exporter to count.
+        env.setenv("OTEL_TRACES_EXPORTER", "otlp")
         env.setenv("OTEL_METRICS_EXPORTER", "prometheus,otlp")
         env.setenv("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
         env.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", str(exporter_port))
@@ -292,7 +294,9 @@ def _run_context(telemetry: Any) -> RunContext:
             meter_provider=telemetry.meter_provider,
             content=telemetry.content,
         ),
-        config=RunConfig(model="claude-opus-4-8", sleep=_instant),
+        # Streamed, as `orchestrace run` does by default: the time-to-first-token and
+        # time-per-output-token panels need the histograms only streamed calls record.
+        config=RunConfig(model="claude-opus-4-8", sleep=_instant, stream=True),
     )
 
 
@@ -333,6 +337,30 @@ def test_every_panel_query_returns_data(
     for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", panel.legend):
         missing = [s["metric"] for s in series if label not in s["metric"]]
         assert not missing, f"{panel}: legend label {label!r} missing from {missing}"
+
+
+# --- the alert rules read the same metrics ----------------------------------------------------
+ALERTS_FILE = ROOT / "deploy" / "alerts.yml"
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    import yaml
+
+    groups = yaml.safe_load(ALERTS_FILE.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_every_alert_expression_runs_on_metrics_prometheus_has(
+    rule: dict[str, Any], prometheus: Prometheus
+) -> None:
+    prometheus.query(rule["expr"])  # valid PromQL, evaluated without error
+    # metric names: what is left once label matchers and groupings are taken out
+    bare = re.sub(r"\{[^}]*\}|\b(?:by|without|on|ignoring)\s*\([^)]*\)", " ", rule["expr"])
+    names = set(re.findall(r"\b((?:gen_ai|orchestrace)_\w+)", bare))
+    assert names, rule["expr"]
+    for name in names:
+        assert prometheus.query(f"count({name})"), f"{rule['alert']}: no series named {name}"
 
 
 # --- OTLP push and scrape give the same names -------------------------------------------------

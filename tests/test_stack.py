@@ -122,6 +122,7 @@ def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
         "collector": "otel/opentelemetry-collector-contrib:0.159.0",
         "jaeger": "jaegertracing/jaeger:2.20.0",
         "prometheus": "prom/prometheus:v3.14.0",
+        "alertmanager": "prom/alertmanager:v0.34.0",
         "grafana": "grafana/grafana:13.2.3",
     }
     dockerfile = (ROOT / "Dockerfile").read_text()
@@ -137,6 +138,7 @@ def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     expected = {
         "jaeger": f"http://localhost:{host_port(jaeger_health)[1]}/status",
         "prometheus": "http://localhost:9090/-/ready",
+        "alertmanager": "http://localhost:9093/-/healthy",
         "grafana": "http://localhost:3000/api/health",
     }
     for name, url in expected.items():
@@ -161,6 +163,7 @@ def test_one_otlp_entry_point_and_the_uis_are_published(
         "collector": [4317, 4318],
         "jaeger": [16686],
         "prometheus": [9090],
+        "alertmanager": [9093],
         "grafana": [3000],
         "demo": [],
     }
@@ -206,7 +209,34 @@ def test_datasources_point_at_compose_services(services: dict[str, dict[str, Any
     urls = {ds["uid"]: ds["url"] for ds in document["datasources"]}
     assert host_port(urls["prometheus"]) == ("prometheus", 9090)
     assert host_port(urls["jaeger"]) == ("jaeger", 16686)
-    assert {"prometheus", "jaeger"} <= set(services)
+    assert host_port(urls["alertmanager"]) == ("alertmanager", 9093)
+    assert {"prometheus", "jaeger", "alertmanager"} <= set(services)
+
+
+def test_prometheus_loads_the_alert_rules_and_sends_to_alertmanager(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    config = load(DEPLOY / "prometheus.yml")
+    prometheus = services["prometheus"]
+    # rule files are relative to the config file, inside the container as on the host
+    config_file = next(
+        a.split("=", 1)[1] for a in prometheus["command"] if a.startswith("--config.file=")
+    )
+    assert config["rule_files"] == ["alerts.yml"]
+    for rule_file in config["rule_files"]:
+        inside = str(PurePosixPath(config_file).parent / rule_file)
+        assert host_path(prometheus, inside) == DEPLOY / rule_file
+    [alertmanagers] = config["alerting"]["alertmanagers"]
+    [target] = alertmanagers["static_configs"][0]["targets"]
+    host, port = host_port(target)
+    assert host in services
+    assert host_port(services["alertmanager"]["healthcheck"]["test"][-1])[1] == port
+    alertmanager = services["alertmanager"]
+    assert host_path(alertmanager, "/etc/alertmanager/alertmanager.yml") == (
+        DEPLOY / "alertmanager.yml"
+    )
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+    assert "alertmanager" in services["grafana"]["depends_on"]
 
 
 def test_demo_runs_the_offline_scenario_against_the_collector(
@@ -330,12 +360,15 @@ def test_promtool_check_config(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
         return
     # Prometheus 2.x knows every section but `otlp` (Prometheus 3's OTLP receiver
-    # settings): it must reject that one only, and accept the rest.
+    # settings): it must reject that one only, and accept the rest (rule files included:
+    # the copy names them by absolute path, since it is written elsewhere).
     assert result.returncode != 0
     assert "field otlp not found" in result.stdout + result.stderr
     config = load(source)
     config.pop("otlp")
+    config["rule_files"] = [str(DEPLOY / name) for name in config["rule_files"]]
     without_otlp = tmp_path / "prometheus.yml"
     without_otlp.write_text(yaml.safe_dump(config))
     result = check(without_otlp)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"SUCCESS: [1-9]\d* rules found", result.stdout + result.stderr)
