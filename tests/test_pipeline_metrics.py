@@ -178,7 +178,11 @@ def test_a_full_queue_is_counted_as_dropped_while_the_run_goes_on(
     ended = telemetry.ended.count if telemetry.ended is not None else 0
     counts = telemetry.pipeline_counts()
     [spans] = counts.span_exporters
-    assert (spans.exported, spans.failed, spans.dropped) == (exported, 0, ended - exported)
+    assert (spans.exported, spans.failed) == (exported, 0)
+    # The live drop count comes from the SDK's queue-full path, which races with the export
+    # thread taking a span off the full queue: it may count one span more than was lost
+    # (a known limit, noted in docs/reliability.md). The exit report is exact.
+    assert ended - exported <= spans.dropped <= ended - exported + 1
     assert telemetry.export_problems() == [
         f"otlp/http/protobuf: {exported} of {ended} spans exported (0 failed to export, "
         f"{ended - exported} dropped: export queue full, raise OTEL_BSP_MAX_QUEUE_SIZE)"
