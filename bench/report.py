@@ -292,10 +292,11 @@ def render(report: Report) -> str:
     ]
     floor = report.floor_us()
     reps = next(iter(report.overhead.values()))[0].runs if report.overhead else 0
-    lines.append(
-        f"1. Tracing overhead — median of {reps} interleaved runs per configuration; "
-        "ratio = wall / wall with telemetry off"
-    )
+    if report.overhead:
+        lines.append(
+            f"1. Tracing overhead — median of {reps} interleaved runs per configuration; "
+            "ratio = wall / wall with telemetry off"
+        )
     for workload, figures in report.overhead.items():
         dims = report.workloads[workload]
         lines.append(f"  {workload}: {dims['description']}")
@@ -343,9 +344,10 @@ def render(report: Report) -> str:
             cpu = _median([c.cpu_us for c in same])
             caller = _median([c.caller_us for c in same])
             lines.append(f"    {name:<34} {cpu:6.1f} / {caller:6.1f}   ({cpu / floor:.1f}× floor)")
-    lines.append("")
-    lines.append("2. Scale — one child process per configuration")
+    if report.overhead:
+        lines.append("")
     if report.scale:
+        lines.append("2. Scale — one child process per configuration")
         dims = report.workloads["scale"]
         lines.append(f"  {dims['description']}")
         rows = [
@@ -382,34 +384,45 @@ def render(report: Report) -> str:
             ],
             rows,
         )
-    lines.append("")
-    lines.append("3. Export throughput — sustained without drops (producer paced by back-pressure)")
-    rows = [
-        [
-            "  " + t.exporter,
-            f"{t.spans_per_s:,.0f} spans/s",
-            f"{t.spans:,}",
-            f"{t.exported:,}",
-            str(t.dropped),
-            f"{t.alone_spans_per_s:,.0f} spans/s",
-            f"{t.alone_us_per_span:.1f} µs",
-        ]
-        for t in report.throughput
-    ]
-    lines += _table(
-        ["  exporter", "end to end", "spans", "exported", "dropped", "exporter alone", "per span"],
-        rows,
-    )
-    e = report.encoding
-    if e is not None:
-        gain = e.sdk_us_per_span / e.orchestrace_us_per_span
+        lines.append("")
+    if report.throughput or report.encoding is not None:
         lines.append(
-            f"  OTLP protobuf encoding, CPU per span ({e.spans:,} spans, median of 5): "
-            f"SDK encode_spans {e.sdk_us_per_span:.1f} µs · orchestrace "
-            f"{e.orchestrace_us_per_span:.1f} µs ({gain:.1f}× less) · "
-            + ("identical bytes" if e.same_bytes else "BYTES DIFFER")
+            "3. Export throughput — sustained without drops (producer paced by back-pressure)"
         )
-    lines.append("")
+        rows = [
+            [
+                "  " + t.exporter,
+                f"{t.spans_per_s:,.0f} spans/s",
+                f"{t.spans:,}",
+                f"{t.exported:,}",
+                str(t.dropped),
+                f"{t.alone_spans_per_s:,.0f} spans/s",
+                f"{t.alone_us_per_span:.1f} µs",
+            ]
+            for t in report.throughput
+        ]
+        lines += _table(
+            [
+                "  exporter",
+                "end to end",
+                "spans",
+                "exported",
+                "dropped",
+                "exporter alone",
+                "per span",
+            ],
+            rows,
+        )
+        e = report.encoding
+        if e is not None:
+            gain = e.sdk_us_per_span / e.orchestrace_us_per_span
+            lines.append(
+                f"  OTLP protobuf encoding, CPU per span ({e.spans:,} spans, median of 5): "
+                f"SDK encode_spans {e.sdk_us_per_span:.1f} µs · orchestrace "
+                f"{e.orchestrace_us_per_span:.1f} µs ({gain:.1f}× less) · "
+                + ("identical bytes" if e.same_bytes else "BYTES DIFFER")
+            )
+        lines.append("")
     s = report.summary
     if s is not None:
         lines.append("4. Summary — `orchestrace summary FILE` in a child process")
