@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "agents (through each message that woke a wait); who waited for whom; and the "
         "messages in order.",
         epilog="examples:\n"
-        "  orchestrace profile orchestrace-spans.jsonl\n"
+        "  orchestrace profile                      # the last run in orchestrace-spans.jsonl\n"
         "  orchestrace profile orchestrace-spans.jsonl --mermaid > run.mmd\n"
         "  orchestrace profile orchestrace-spans.jsonl --html report.html\n"
         "  orchestrace profile --jaeger http://localhost:16686 --last --json\n",
@@ -270,7 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
     """FILE | --jaeger URL, and which run: shared by ``summary`` and ``profile``."""
-    parser.add_argument("file", type=Path, nargs="?", default=None, help="OTLP/JSON lines file")
+    parser.add_argument(
+        "file",
+        type=Path,
+        nargs="?",
+        default=None,
+        help=f"OTLP/JSON lines file (default: {DEFAULT_SPANS_FILE}, the file `orchestrace run` "
+        "writes, unless --jaeger is given)",
+    )
     parser.add_argument(
         "--jaeger",
         default=None,
@@ -470,8 +477,10 @@ def _jaeger_source(args: argparse.Namespace) -> tuple[JaegerReader, str] | None:
     options that do not fit together."""
     from telemetry.jaeger import JaegerReader
 
-    if (args.file is None) == (args.jaeger is None):
-        raise ValueError("give either a spans FILE or --jaeger URL")
+    if args.file is not None and args.jaeger is not None:
+        raise ValueError("give either a spans FILE or --jaeger URL, not both")
+    if args.file is None and args.jaeger is None:
+        args.file = Path(DEFAULT_SPANS_FILE)
     if args.service is not None and args.jaeger is None:
         raise ValueError("--service applies to --jaeger only")
     if args.jaeger is None:

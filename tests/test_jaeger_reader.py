@@ -362,7 +362,6 @@ def test_server_errors_carry_jaeger_s_message(jaeger: FakeJaeger) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "give either a spans FILE or --jaeger URL"),
         (["spans.jsonl", "--jaeger", "http://localhost:16686"], "either a spans FILE or"),
         (["spans.jsonl", "--service", "x"], "--service applies to --jaeger only"),
         (["--jaeger", "localhost:16686"], "Jaeger URL must be http(s)://host:port"),
@@ -372,6 +371,15 @@ def test_server_errors_carry_jaeger_s_message(jaeger: FakeJaeger) -> None:
 def test_argument_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert summary(*argv) == (2, "")
     assert message in capsys.readouterr().err
+
+
+def test_no_source_means_the_default_spans_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Neither FILE nor --jaeger: the file `orchestrace run` writes, in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    assert summary() == (2, "")
+    assert "orchestrace-spans.jsonl" in capsys.readouterr().err
 
 
 def test_last_and_trace_id_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:

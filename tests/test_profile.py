@@ -765,7 +765,6 @@ def test_text_report_of_hostile_names_has_no_control_characters() -> None:
             f"no run (invoke_workflow root span) in trace {'f' * 32}",
         ),
         (["SPANS", "--width", "5"], "--width must be at least 20"),
-        ([], "give either a spans FILE or --jaeger URL"),
         (["SPANS", "--jaeger", "http://127.0.0.1:9"], "give either a spans FILE or --jaeger URL"),
         (["BAD"], "line 1: malformed OTLP/JSON line"),
     ],
@@ -792,6 +791,22 @@ def test_errors_are_one_line_and_exit_2(
     assert err.count("\n") == 1
     assert err.startswith("orchestrace profile: ")
     assert message in err
+
+
+def test_without_a_file_it_profiles_the_file_orchestrace_run_writes(
+    recorded: Recorded,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`orchestrace run` then `orchestrace profile`: no argument means ./orchestrace-spans.jsonl."""
+    monkeypatch.chdir(tmp_path)
+    assert profile_cmd() == (2, "")
+    err = capsys.readouterr().err
+    assert err.startswith("orchestrace profile: ") and "orchestrace-spans.jsonl" in err
+    (tmp_path / "orchestrace-spans.jsonl").write_bytes(recorded.path.read_bytes())
+    assert profile_cmd("--json") == profile_cmd(str(recorded.path), "--json")
+    assert profile_cmd("--json")[0] == 0
 
 
 # --- from Jaeger ------------------------------------------------------------------------------
