@@ -1,4 +1,4 @@
-"""run_agent: the seed's tool-use loop, with every step recorded as a span.
+"""run_agent: the original cookbook's tool-use loop, with every step recorded as a span.
 
 One function runs any agent: call the model, dispatch the tools it asks for, append the
 agent's drained inbox to the last tool result, repeat. Telemetry, validation and rendering
@@ -206,7 +206,7 @@ class _AgentLoop:
                     unread = self._deliver(via="user_turn")
                     if not unread:
                         return self._finish(span, AgentState.DONE, "end_turn", text)
-                    # The seed ended here and lost these messages; hand them over instead.
+                    # The original cookbook ended here and lost these messages; hand them over.
                     messages.append({"role": "user", "content": unread.lstrip()})
                 elif stop == "pause_turn":
                     continue

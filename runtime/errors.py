@@ -1,4 +1,16 @@
-"""The exception hierarchy: everything orchestrace raises derives from OrchestraceError."""
+"""The exception hierarchy of the runtime and the public API.
+
+Everything ``orchestrace.run`` and the runtime raise on purpose derives from
+:class:`OrchestraceError`. Three kinds of error do not, by design:
+
+- the readers in ``telemetry`` (which imports nothing from the runtime) raise their own:
+  ``telemetry.jaeger.JaegerError``, ``telemetry.summary.SummaryError`` and
+  ``telemetry.profile.ProfileError`` — the command turns each into a one-line message;
+- ``runtime.loader.UserCodeError`` wraps an exception raised by the user's own file while
+  the command imports it (its traceback is the user's, shown as such);
+- ``runtime.process.GcSettingError`` and ``SwitchIntervalError`` are ``ValueError`` subclasses about
+  two environment variables of the command, reported as warnings.
+"""
 
 
 class OrchestraceError(Exception):

@@ -26,10 +26,9 @@ from json.encoder import encode_basestring
 from typing import Any, Final
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.context import Context
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -738,17 +737,7 @@ class SpanCounter(SpanProcessor):
         self.count = 0
         self._lock = threading.Lock()
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do when a span starts."""
-
     def on_end(self, span: ReadableSpan) -> None:
         """Count one ended span."""
         with self._lock:
             self.count += 1
-
-    def shutdown(self) -> None:
-        """Nothing to release."""
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered."""
-        return True

@@ -1,4 +1,4 @@
-"""The live console view: a SpanProcessor that prints the seed's lines as spans end.
+"""The live console view: a SpanProcessor that prints the original cookbook's lines as spans end.
 
 ``[helper1] sleep({'seconds': 1}) → slept 1s`` when an ``execute_tool`` span ends, and
 ``[lead] ← received from helper1: done, slept 1s`` for each message a ``receive`` span
@@ -13,8 +13,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from telemetry import semconv as sc
 from telemetry.redact import for_terminal
@@ -23,13 +22,13 @@ SNIP: int = 60
 
 
 def snip(value: object, n: int = SNIP) -> str:
-    """The seed's ``_snip``: one line, cut at ``n`` characters with an ellipsis."""
+    """The original cookbook's ``_snip``: one line, cut at ``n`` characters with an ellipsis."""
     s = str(value).replace("\n", " ")
     return s if len(s) <= n else s[:n] + "…"
 
 
 def _arguments(raw: Any) -> object:
-    # The seed printed the tool input dict's repr; spans carry it as JSON.
+    # The original cookbook printed the tool input dict's repr; spans carry it as JSON.
     if not isinstance(raw, str):
         return {}
     try:
@@ -44,9 +43,6 @@ class LiveView(SpanProcessor):
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream if stream is not None else sys.stdout
         self._lock = threading.Lock()
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do when a span starts."""
 
     def on_end(self, span: ReadableSpan) -> None:
         """Print the lines for a finished tool or receive span."""
@@ -79,10 +75,3 @@ class LiveView(SpanProcessor):
                 self._stream.flush()
             except (OSError, ValueError):  # a closed console must not break the run
                 pass
-
-    def shutdown(self) -> None:
-        """Nothing to release."""
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Lines are written as spans end; nothing is buffered."""
-        return True

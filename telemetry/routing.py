@@ -11,8 +11,7 @@ from __future__ import annotations
 import threading
 import weakref
 
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import TracerProvider
 
@@ -33,9 +32,6 @@ class TraceRouter(SpanProcessor):
     def unroute(self, trace_id: int) -> None:
         """Stop routing ``trace_id``."""
         self._routes.pop(trace_id, None)
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do when a span starts."""
 
     def on_end(self, span: ReadableSpan) -> None:
         """Hand ``span`` to its trace's processor."""

@@ -1,7 +1,8 @@
 """The run summary, computed from span data alone (live, from a spans file, or from Jaeger).
 
-It prints the seed's tool-call lines exactly (``lead: 3×wait_for_message, 1×create_subagents,
-...``: agents sorted, tools by count, ties in first-call order) and then a per-agent table.
+It prints the original cookbook's tool-call lines exactly (``lead: 3×wait_for_message,
+1×create_subagents, ...``: agents sorted, tools by count, ties in first-call order) and then
+a per-agent table.
 Every figure comes from leaf spans (``chat``, ``execute_tool``, ``send``, ``receive``), so
 nothing is counted twice; the ``invoke_agent`` spans only contribute final state and time.
 The cost column prices each agent's ``chat`` token counts by the model that answered (else
@@ -19,8 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from telemetry import semconv as sc
 from telemetry.cost import PriceTable, default_prices, format_usd, uncached_input
@@ -139,8 +139,8 @@ class AgentStats:
                 entry[0] += count
                 entry[1] = min(entry[1], first)
 
-    def seed_line(self) -> str:
-        """``name: 3×wait_for_message, 1×create_subagents`` — the seed's format."""
+    def tool_calls_line(self) -> str:
+        """``name: 3×wait_for_message, 1×create_subagents`` — the original cookbook's format."""
         ordered = sorted(self.tools.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
         return f"  {self.name}: " + ", ".join(f"{c}×{t}" for t, (c, _) in ordered)
 
@@ -277,7 +277,7 @@ class TraceSummary:
         return total
 
     def render(self, prices: PriceTable | None = None) -> str:
-        """The summary text: a header, the seed's tool-call lines, and the agent table
+        """The summary text: a header, the tool-call lines, and the agent table
         (costs from ``prices``, default :func:`~telemetry.cost.default_prices`)."""
         seconds = ((self.end_ns or 0) - (self.start_ns or 0)) / 1e9
         header = (
@@ -285,10 +285,10 @@ class TraceSummary:
             + (f" · {self.outcome}" if self.outcome else "")
         )
         agents = [self.agents[n] for n in sorted(self.agents)]
-        seed = [for_terminal(a.seed_line(), newlines=False) for a in agents if a.tools]
+        calls = [for_terminal(a.tool_calls_line(), newlines=False) for a in agents if a.tools]
         table = _table(agents, prices if prices is not None else default_prices())
         header = for_terminal(header, newlines=False)
-        return "\n".join([header, "", "Tool-call summary:", *seed, "", table]) + "\n"
+        return "\n".join([header, "", "Tool-call summary:", *calls, "", table]) + "\n"
 
 
 _COLUMNS = (
@@ -474,9 +474,6 @@ class SummaryProcessor(SpanProcessor):
         self._builder = SummaryBuilder()
         self._lock = threading.Lock()
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do when a span starts."""
-
     def on_end(self, span: ReadableSpan) -> None:
         """Fold the finished span into the summary."""
         record = facts_of_readable_span(span)
@@ -487,10 +484,3 @@ class SummaryProcessor(SpanProcessor):
         """The aggregate of ``trace_id`` (or the latest run) so far."""
         with self._lock:
             return self._builder.summary(trace_id)
-
-    def shutdown(self) -> None:
-        """Nothing to release."""
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Spans are folded as they end; nothing is buffered."""
-        return True

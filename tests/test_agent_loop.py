@@ -125,7 +125,7 @@ async def test_duplicate_recipients_get_one_copy(traced: Traced) -> None:
 
 
 async def test_messages_arriving_at_end_turn_are_delivered_not_lost(traced: Traced) -> None:
-    # Seed defect: on end_turn the agent returned, and messages that had arrived during its
+    # Cookbook defect: on end_turn the agent returned, and messages that had arrived during its
     # last model call were silently dropped.
     policy = Recorder(
         {

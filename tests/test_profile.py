@@ -803,7 +803,8 @@ def test_without_a_file_it_profiles_the_file_orchestrace_run_writes(
     monkeypatch.chdir(tmp_path)
     assert profile_cmd() == (2, "")
     err = capsys.readouterr().err
-    assert err.startswith("orchestrace profile: ") and "orchestrace-spans.jsonl" in err
+    assert err.startswith("orchestrace profile: ")
+    assert "orchestrace-spans.jsonl" in err
     (tmp_path / "orchestrace-spans.jsonl").write_bytes(recorded.path.read_bytes())
     assert profile_cmd("--json") == profile_cmd(str(recorded.path), "--json")
     assert profile_cmd("--json")[0] == 0

@@ -1,4 +1,4 @@
-"""Both seed scenarios on the scripted model: span tree, links, summary, live view."""
+"""Both built-in scenarios on the scripted model: span tree, links, summary, live view."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from support import Traced, run_traced, span_tree
 
 from runtime.hub import AgentState
 
-SEED_SPAWN_SUMMARY = """\
+COOKBOOK_SPAWN_SUMMARY = """\
   helper1: 1×sleep, 1×send_message, 1×wait_for_message
   helper2: 1×sleep, 1×send_message, 1×wait_for_message
   helper3: 1×sleep, 1×send_message, 1×wait_for_message
@@ -44,14 +44,14 @@ async def test_one_trace_and_every_receive_link_resolves_to_a_send(
             assert (link.attributes or {})["orchestrace.message.wait_seconds"] >= 0
 
 
-async def test_spawn_summary_matches_the_seed(traced: Traced) -> None:
+async def test_spawn_summary_matches_the_cookbook(traced: Traced) -> None:
     await run_traced(traced, "spawn")
     text = traced.summary.summary().render()
-    seed_block = text.split("Tool-call summary:\n", 1)[1].split("\n\n", 1)[0]
-    assert seed_block == SEED_SPAWN_SUMMARY
+    cookbook_block = text.split("Tool-call summary:\n", 1)[1].split("\n\n", 1)[0]
+    assert cookbook_block == COOKBOOK_SPAWN_SUMMARY
 
 
-async def test_spawn_live_view_prints_the_seed_lines(traced: Traced) -> None:
+async def test_spawn_live_view_prints_the_cookbook_lines(traced: Traced) -> None:
     await run_traced(traced, "spawn")
     live = traced.live_out.getvalue().splitlines()
     assert "  [helper1] sleep({'seconds': 1}) → slept 1s" in live
@@ -64,7 +64,7 @@ async def test_spawn_live_view_prints_the_seed_lines(traced: Traced) -> None:
         "  [lead] kill_subagents({'subagent_ids': ['helper1', 'helper2', 'helper3']})"
         " → cancelled: helper1, helper2, helper3" in live
     )
-    # a wait is printed before the delivery it woke for, as in the seed
+    # a wait is printed before the delivery it woke for, as in the original cookbook
     wait = live.index("  [lead] wait_for_message({}) → woke: new messages")
     assert live[wait + 1] == "  [lead] ← received from helper1: done, slept 1s"
 
