@@ -11,9 +11,8 @@ memory moves little (measured in ``bench/``).
 The thread switch interval: a thread waiting for the GIL asks its holder to drop it only
 after this long (Python: 5 ms). The agents' event loop shares the GIL with the exporter and
 metrics threads; when a model reply or a message is due while an exporter is encoding a
-batch, the agent waits up to the interval. At 1 ms the latency-bound bench's wall ratio
-dropped by 0.1–0.9 points (mean ~0.4) in six same-day A/B comparisons, with no
-measurable cost to the CPU-bound one.
+batch, the agent waits up to the interval; a shorter interval hands the GIL back sooner.
+What both settings buy is measured by ``python -m bench`` (README, "Performance").
 
 The ``orchestrace`` command applies :func:`tune_process` (both settings) at start.
 Importing the packages as a library changes nothing: an application embedding the runtime

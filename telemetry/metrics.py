@@ -72,8 +72,8 @@ class Tally:
 class PendingRecords:
     """Histogram measurements waiting to be handed to the SDK, off the agent's path.
 
-    An SDK ``Histogram.record`` costs 10–15 µs (attribute hashing, aggregation lookup,
-    exemplar sampling); an agent step makes several. Like the ``BatchSpanProcessor`` for
+    An SDK ``Histogram.record`` is costly (attribute hashing, aggregation lookup, exemplar
+    sampling) and an agent step makes several. Like the ``BatchSpanProcessor`` for
     spans, the agent's path only appends ``(histogram, value, attributes, context)`` to a
     queue and a worker thread records them — while the event loop waits on the model.
 

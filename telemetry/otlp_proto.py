@@ -1,8 +1,8 @@
 """OTLP protobuf encoding of finished spans, written straight to the wire format.
 
 The SDK's exporters build an ``ExportTraceServiceRequest`` message object by object
-(``opentelemetry-exporter-otlp-proto-common``): about 60 µs of CPU per orchestrace span,
-spent on the export thread while it holds the GIL, so the agents' event loop waits for it.
+(``opentelemetry-exporter-otlp-proto-common``), spending CPU on the export thread while it
+holds the GIL, so the agents' event loop waits for it.
 :func:`encode_spans_protobuf` writes the same request as bytes, tag by tag, caching the
 encoded attribute keys: the output is byte for byte what ``encode_spans(spans)
 .SerializeToString()`` gives (the tests compare the two over generated spans), at a
