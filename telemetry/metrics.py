@@ -110,6 +110,12 @@ class PendingRecords:
         #: Measurements the SDK refused (raised on); the first is logged, the rest counted.
         self.failed = 0
 
+    @property
+    def worker(self) -> threading.Thread | None:
+        """The recording thread while one runs (it exits after ``idle_rounds`` empty rounds
+        and the next measurement starts another), else None."""
+        return self._worker
+
     def put(
         self, histogram: Histogram, amount: float, attributes: Attributes, context: Context | None
     ) -> None:

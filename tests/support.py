@@ -19,11 +19,13 @@ from structlog.testing import capture_logs
 
 from runtime.agent import RunConfig, RunContext
 from runtime.hub import Hub
+from runtime.limits import RunLimits
 from runtime.models import ModelClient
 from runtime.scenarios import ScenarioResult, run_scenario
 from runtime.scripted import Conversation, Reply, ScriptedModel
 from telemetry.live import LiveView
 from telemetry.records import SpanRecord, from_readable_span
+from telemetry.setup import Telemetry
 from telemetry.spans import ContentPolicy, RunTelemetry
 from telemetry.summary import SummaryProcessor
 
@@ -50,17 +52,7 @@ class Traced:
         config: RunConfig | None = None,
         content: ContentPolicy | None = None,
     ) -> RunContext:
-        return RunContext(
-            hub=Hub(),
-            model=model if model is not None else ScriptedModel(),
-            telemetry=RunTelemetry(
-                run_id="run-test",
-                tracer_provider=self.tracer_provider,
-                meter_provider=self.meter_provider,
-                content=content,
-            ),
-            config=config if config is not None else RunConfig(model="claude-opus-4-8"),
-        )
+        return make_run(self, model=model, config=config, content=content)
 
     @property
     def spans(self) -> list[ReadableSpan]:
@@ -145,6 +137,42 @@ def _plain(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
 
 
+def make_run(
+    providers: Traced | Telemetry | TracerProvider | None,
+    *,
+    model: ModelClient | None = None,
+    config: RunConfig | None = None,
+    limits: RunLimits | None = None,
+    content: ContentPolicy | None = None,
+    hub: Hub | None = None,
+    run_id: str = "run-test",
+) -> RunContext:
+    """The one way tests build a run: a fresh hub (unless given), the scripted model (unless
+    given), and run telemetry on ``providers`` — a :class:`Traced`, what ``setup_telemetry``
+    returned (its content policy too, unless ``content`` is given), a bare tracer provider,
+    or None for the global providers."""
+    meter_provider = None
+    if isinstance(providers, Traced | Telemetry):
+        tracer_provider: Any = providers.tracer_provider
+        meter_provider = providers.meter_provider
+        if content is None and isinstance(providers, Telemetry):
+            content = providers.content
+    else:
+        tracer_provider = providers
+    return RunContext(
+        hub=hub if hub is not None else Hub(),
+        model=model if model is not None else ScriptedModel(),
+        telemetry=RunTelemetry(
+            run_id=run_id,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            content=content,
+        ),
+        config=config if config is not None else RunConfig(model="claude-opus-4-8"),
+        limits=limits if limits is not None else RunLimits(),
+    )
+
+
 @contextmanager
 def logs_captured() -> Iterator[list[dict[str, Any]]]:
     """structlog events at every level, whatever level an earlier test configured."""
@@ -159,16 +187,28 @@ def logs_captured() -> Iterator[list[dict[str, Any]]]:
 
 class Recorder:
     """A scripted-model policy: one script per agent (``"*"`` for any other), replayed turn
-    by turn (the last reply repeats), keeping each agent's last request."""
+    by turn (the last reply repeats), keeping every request each agent sent (``seen``; the
+    last one is ``last``), copied as it was sent."""
 
     def __init__(self, scripts: dict[str, list[Reply]]) -> None:
         self.scripts = scripts
-        self.last: dict[str, list[dict[str, Any]]] = {}
+        self.seen: dict[str, list[list[dict[str, Any]]]] = {}
+
+    @property
+    def last(self) -> dict[str, list[dict[str, Any]]]:
+        """Each agent's last request's messages."""
+        return {agent: requests[-1] for agent, requests in self.seen.items()}
 
     def __call__(self, conv: Conversation) -> Reply:
-        self.last[conv.request.agent] = list(conv.request.messages)
+        # the agent keeps appending to its message list: keep a copy as it was sent
+        self.seen.setdefault(conv.request.agent, []).append(list(conv.request.messages))
         script = self.scripts.get(conv.request.agent) or self.scripts["*"]
         return script[min(conv.turn, len(script) - 1)]
+
+    def last_user_blocks(self, agent: str) -> list[dict[str, Any]]:
+        """The content blocks of the agent's last request's last (user) message."""
+        content = self.seen[agent][-1][-1]["content"]
+        return content if isinstance(content, list) else [{"type": "text", "text": content}]
 
     def tool_results(self, agent: str) -> list[dict[str, Any]]:
         """The tool_result blocks of the agent's last request."""

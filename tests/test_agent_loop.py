@@ -6,32 +6,14 @@ import asyncio
 from typing import Any
 
 import pytest
-from support import Traced
+from support import Recorder, Traced
 
 from runtime.agent import AgentSpec, RunConfig, run_agent
 from runtime.hub import AgentState
-from runtime.scripted import Conversation, Reply, ScriptedModel
+from runtime.scripted import Reply, ScriptedModel
 from runtime.subagents import sleep_tool
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.looptime]
-
-
-class Recorder:
-    """A per-agent scripted policy that keeps every request it saw."""
-
-    def __init__(self, scripts: dict[str, list[Reply]]) -> None:
-        self.scripts = scripts
-        self.seen: dict[str, list[list[dict[str, Any]]]] = {}
-
-    def __call__(self, conv: Conversation) -> Reply:
-        # the agent keeps appending to its message list: keep a copy as it was sent
-        self.seen.setdefault(conv.request.agent, []).append(list(conv.request.messages))
-        script = self.scripts[conv.request.agent]
-        return script[min(conv.turn, len(script) - 1)]
-
-    def last_user_blocks(self, agent: str) -> list[dict[str, Any]]:
-        content = self.seen[agent][-1][-1]["content"]
-        return content if isinstance(content, list) else [{"type": "text", "text": content}]
 
 
 def spec(name: str, **kw: Any) -> AgentSpec:

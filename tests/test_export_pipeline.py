@@ -11,15 +11,14 @@ from pathlib import Path
 
 import pytest
 from otlp_receiver import OTLPReceiver
+from support import make_run
 
-from runtime.agent import RunConfig, RunContext
+from runtime.agent import RunConfig
 from runtime.cli import main
-from runtime.hub import Hub
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
 from telemetry.records import iter_spans_file
 from telemetry.setup import setup_telemetry
-from telemetry.spans import RunTelemetry
 from telemetry.summary import SummaryProcessor, summarize
 
 
@@ -37,16 +36,11 @@ def run_with_env(spans_file: Path | None = None) -> tuple[str, SummaryProcessor,
     """Run spawn with providers built from the environment; returns trace id and counts."""
     summary = SummaryProcessor()
     telemetry = setup_telemetry(spans_file=spans_file, processors=[summary], set_global=False)
-    run = RunContext(
-        hub=Hub(),
+    run = make_run(
+        telemetry,
         model=ScriptedModel(latency=0),
-        telemetry=RunTelemetry(
-            run_id="r1",
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-            content=telemetry.content,
-        ),
         config=RunConfig(model="claude-opus-4-8", sleep=instant),
+        run_id="r1",
     )
     ids: list[str] = []
     asyncio.run(run_scenario("spawn", run, on_start=ids.append))

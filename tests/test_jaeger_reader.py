@@ -25,10 +25,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from support import make_run
 
-from runtime.agent import RunConfig, RunContext
+from runtime.agent import RunConfig
 from runtime.cli import main
-from runtime.hub import Hub
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
 from telemetry.jaeger import (
@@ -39,7 +39,6 @@ from telemetry.jaeger import (
     rfc3339_nano,
 )
 from telemetry.setup import setup_telemetry
-from telemetry.spans import RunTelemetry
 
 
 async def _instant(_seconds: float) -> None:
@@ -64,16 +63,11 @@ def record_runs(path: Path, scenarios: list[str], monkeypatch: pytest.MonkeyPatc
     trace_ids: list[str] = []
     try:
         for scenario in scenarios:
-            run = RunContext(
-                hub=Hub(),
+            run = make_run(
+                telemetry,
                 model=ScriptedModel(latency=0, sleep=_instant),
-                telemetry=RunTelemetry(
-                    run_id=uuid.uuid4().hex,
-                    tracer_provider=telemetry.tracer_provider,
-                    meter_provider=telemetry.meter_provider,
-                    content=telemetry.content,
-                ),
                 config=RunConfig(model="claude-opus-4-8", sleep=_instant),
+                run_id=uuid.uuid4().hex,
             )
             asyncio.run(run_scenario(scenario, run, on_start=trace_ids.append))
     finally:

@@ -164,11 +164,11 @@ def test_an_idle_worker_exits_and_the_next_measurement_starts_another(
     pending = PendingRecords(interval=0.001, idle_rounds=1)
     histogram = DeferredHistogram(provider.get_meter("t").create_histogram("t.idle"), pending)
     histogram.record(1.0)
-    first = pending._worker  # None already if it has recorded and exited by now
+    first = pending.worker  # None already if it has recorded and exited by now
     if first is not None:
         first.join(30)
         assert not first.is_alive(), "an idle worker should exit"
-    assert pending._worker is None
+    assert pending.worker is None
     assert pending.queued == 0  # it recorded before leaving
     fake = _Signalling()
     DeferredHistogram(fake, pending).record(2.0)

@@ -26,15 +26,15 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 from otlp_receiver import OTLPReceiver
+from support import make_run
 
-from runtime.agent import RunConfig, RunContext
-from runtime.hub import Hub
+from runtime.agent import RunConfig
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
 from telemetry.otlp_grpc import GrpcSpanExporter
 from telemetry.otlp_http import HttpSpanExporter
 from telemetry.otlp_proto import FastEncoder, Unencodable, encode_spans_protobuf
-from telemetry.spans import ContentPolicy, RunTelemetry
+from telemetry.spans import ContentPolicy
 
 
 def sdk_bytes(spans: Sequence[ReadableSpan]) -> bytes:
@@ -49,11 +49,12 @@ def scenario_spans(scenario: str, content: ContentPolicy) -> list[ReadableSpan]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "orchestrace-test"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    run = RunContext(
-        hub=Hub(),
+    run = make_run(
+        provider,
         model=ScriptedModel(latency=0),
-        telemetry=RunTelemetry(run_id="r1", tracer_provider=provider, content=content),
         config=RunConfig(model="claude-opus-4-8", sleep=instant),
+        content=content,
+        run_id="r1",
     )
     asyncio.run(run_scenario(scenario, run))
     provider.shutdown()

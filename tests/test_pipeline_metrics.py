@@ -28,8 +28,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from otlp_receiver import OTLPReceiver, ReceivedMetric, attributes_to_dict
 from prometheus_client.parser import text_string_to_metric_families
+from support import make_run
 
-from runtime.agent import RunConfig, RunContext
+from runtime.agent import RunConfig
 from runtime.hub import AgentState, Envelope, Hub
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
@@ -37,7 +38,7 @@ from telemetry import semconv as sc
 from telemetry.export import CountingSpanExporter, SpanCounter, count_drops
 from telemetry.metrics import Instruments
 from telemetry.setup import Telemetry, setup_telemetry
-from telemetry.spans import ContentPolicy, RunTelemetry
+from telemetry.spans import ContentPolicy
 from telemetry.waits import OPEN_WAITS, OpenWaits
 
 EXPORTER = sc.TELEMETRY_EXPORTER
@@ -48,15 +49,11 @@ async def _instant(_seconds: float) -> None:
 
 
 def run_spawn(telemetry: Telemetry) -> None:
-    run = RunContext(
-        hub=Hub(),
+    run = make_run(
+        telemetry,
         model=ScriptedModel(latency=0, sleep=_instant),
-        telemetry=RunTelemetry(
-            run_id=uuid.uuid4().hex,
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-        ),
         config=RunConfig(model="claude-opus-4-8", sleep=_instant),
+        run_id=uuid.uuid4().hex,
     )
     asyncio.run(run_scenario("spawn", run))
 

@@ -28,15 +28,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan
-from support import Traced
+from support import Traced, make_run
 from test_jaeger_reader import FakeJaeger
 
 import telemetry.spans
-from runtime.agent import RunConfig, RunContext
 from runtime.cli import main
 from runtime.hub import Hub
 from runtime.scenarios import run_scenario
-from runtime.scripted import ScriptedModel
 from telemetry import semconv as sc
 from telemetry.export import encode_spans_json
 from telemetry.profile import (
@@ -476,16 +474,7 @@ def run_on_fake_time(scenario: str, start_ns: int) -> list[ReadableSpan]:
             return start_ns + round(loop.time() * 1e9)
 
         with span_clock(clock):
-            run = RunContext(
-                hub=Hub(clock_ns=clock),
-                model=ScriptedModel(),
-                telemetry=telemetry.spans.RunTelemetry(
-                    run_id="run-test",
-                    tracer_provider=traced.tracer_provider,
-                    meter_provider=traced.meter_provider,
-                ),
-                config=RunConfig(model="claude-opus-4-8"),
-            )
+            run = make_run(traced, hub=Hub(clock_ns=clock))
             await run_scenario(scenario, run)
 
     try:

@@ -39,13 +39,12 @@ from typing import Any
 import pytest
 from otlp_receiver import OTLPReceiver, ReceivedMetric
 from prometheus_client.parser import text_string_to_metric_families
+from support import make_run
 
 from runtime.agent import RunConfig, RunContext
-from runtime.hub import Hub
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
 from telemetry.setup import setup_telemetry
-from telemetry.spans import RunTelemetry
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "dashboards" / "json").glob("*.json"))
@@ -285,15 +284,10 @@ def prometheus(recorded: Recorded) -> Prometheus:
 
 
 def _run_context(telemetry: Any) -> RunContext:
-    return RunContext(
-        hub=Hub(),
+    return make_run(
+        telemetry,
         model=ScriptedModel(latency=0, sleep=_instant),
-        telemetry=RunTelemetry(
-            run_id=uuid.uuid4().hex,
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-            content=telemetry.content,
-        ),
+        run_id=uuid.uuid4().hex,
         # Streamed, as `orchestrace run` does by default: the time-to-first-token and
         # time-per-output-token panels need the histograms only streamed calls record.
         config=RunConfig(model="claude-opus-4-8", sleep=_instant, stream=True),

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from anthropic.types import ToolUseBlock
-from support import Recorder, Traced
+from support import Recorder, Traced, make_run
 
 from runtime.agent import (
     NO_SENDERS_RESULT,
@@ -22,11 +22,10 @@ from runtime.agent import (
     RunContext,
     run_agent,
 )
-from runtime.hub import AgentState, Hub
+from runtime.hub import AgentState
 from runtime.scenarios import run_scenario
 from runtime.scripted import Reply, ScriptedModel
 from runtime.subagents import Subagents, sleep_tool
-from telemetry.spans import RunTelemetry
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.looptime]
 
@@ -35,15 +34,8 @@ WAIT = Reply(tool="wait_for_message", tool_input={})
 
 
 def context(traced: Traced, policy: Recorder, **config: Any) -> RunContext:
-    return RunContext(
-        hub=Hub(),
-        model=ScriptedModel(latency=1, policy=policy),
-        telemetry=RunTelemetry(
-            run_id="run-test",
-            tracer_provider=traced.tracer_provider,
-            meter_provider=traced.meter_provider,
-        ),
-        config=RunConfig(model="m", **config),
+    return make_run(
+        traced, model=ScriptedModel(latency=1, policy=policy), config=RunConfig(model="m", **config)
     )
 
 

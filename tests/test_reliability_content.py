@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from fake_messages_api import FakeMessagesAPI
 from otlp_receiver import OTLPReceiver
+from support import make_run
 
-from runtime.agent import AgentSpec, RunConfig, RunContext, run_agent
-from runtime.hub import Hub
+from runtime.agent import AgentSpec, RunConfig, run_agent
 from runtime.models import ModelRequest
 from runtime.scripted import Conversation, Reply, ScriptedModel
 from runtime.subagents import sleep_tool
@@ -32,7 +32,6 @@ from runtime.tools import Tool, ToolCall
 from telemetry import semconv as sc
 from telemetry.records import iter_spans_file
 from telemetry.setup import setup_telemetry
-from telemetry.spans import RunTelemetry
 
 CANARY = "CANARY"
 LOOKUP = {
@@ -87,16 +86,11 @@ def run_canaries(
 ) -> None:
     """One run of two agents full of canaries, exported as the environment says."""
     telemetry = setup_telemetry(spans_file=spans_file, set_global=False)
-    run = RunContext(
-        hub=Hub(),
+    run = make_run(
+        telemetry,
         model=ScriptedModel(latency=0, policy=_policy(long_message)),
-        telemetry=RunTelemetry(
-            run_id="canaries",
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-            content=telemetry.content,
-        ),
         config=RunConfig(model="m", wait_timeout=30),
+        run_id="canaries",
     )
 
     def spec(name: str) -> AgentSpec:

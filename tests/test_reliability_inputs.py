@@ -13,15 +13,14 @@ from typing import Any
 
 import pytest
 from anthropic.types import Message, ToolUseBlock, Usage
-from support import Recorder, Traced
+from support import Recorder, Traced, make_run
 
 from runtime.agent import AgentResult, AgentSpec, RunConfig, RunContext, run_agent
-from runtime.hub import AgentState, Hub
+from runtime.hub import AgentState
 from runtime.limits import RunLimits
 from runtime.models import ModelRequest
 from runtime.scripted import Reply, ScriptedModel
 from runtime.subagents import Subagents, sleep_tool
-from telemetry.spans import RunTelemetry
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.looptime]
 
@@ -29,16 +28,11 @@ END = Reply(text="understood", stop_reason="end_turn")
 
 
 def lead_context(traced: Traced, policy: Recorder, limits: RunLimits | None = None) -> RunContext:
-    run = RunContext(
-        hub=Hub(),
+    run = make_run(
+        traced,
         model=ScriptedModel(latency=1, policy=policy),
-        telemetry=RunTelemetry(
-            run_id="run-test",
-            tracer_provider=traced.tracer_provider,
-            meter_provider=traced.meter_provider,
-        ),
         config=RunConfig(model="m", wait_timeout=5),
-        limits=limits or RunLimits(),
+        limits=limits,
     )
     run.hub.register("lead", role="lead")
     run.hub.register("other")  # alive, so a wait is not "no senders"

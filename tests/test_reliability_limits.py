@@ -13,33 +13,22 @@ import re
 from typing import Any
 
 import pytest
-from support import Recorder, Traced, logs_captured
+from support import Recorder, Traced, logs_captured, make_run
 
 from runtime.agent import AgentResult, AgentSpec, RunConfig, RunContext, run_agent
 from runtime.cli import main
-from runtime.hub import AgentState, Hub
+from runtime.hub import AgentState
 from runtime.limits import RunLimits
 from runtime.models import ModelRequest
 from runtime.scripted import Reply, ScriptedModel
 from runtime.subagents import Subagents, sleep_tool
-from telemetry.spans import RunTelemetry
 
 END = Reply(text="done", stop_reason="end_turn")
 NAP = Reply(tool="sleep", tool_input={"seconds": 1})
 
 
 def context(traced: Traced, model: ScriptedModel, limits: RunLimits) -> RunContext:
-    return RunContext(
-        hub=Hub(),
-        model=model,
-        telemetry=RunTelemetry(
-            run_id="run-test",
-            tracer_provider=traced.tracer_provider,
-            meter_provider=traced.meter_provider,
-        ),
-        config=RunConfig(model="m", max_turns=50),
-        limits=limits,
-    )
+    return make_run(traced, model=model, config=RunConfig(model="m", max_turns=50), limits=limits)
 
 
 def spec(name: str) -> AgentSpec:

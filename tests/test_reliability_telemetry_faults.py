@@ -25,15 +25,14 @@ from pathlib import Path
 
 import pytest
 from otlp_receiver import OTLPReceiver
+from support import make_run
 
-from runtime.agent import RunConfig, RunContext
+from runtime.agent import RunConfig
 from runtime.cli import main
-from runtime.hub import Hub
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
 from telemetry.records import iter_spans_file
 from telemetry.setup import setup_telemetry
-from telemetry.spans import RunTelemetry
 
 SHUTDOWN_TIMEOUT = 1.0  # ORCHESTRACE_SHUTDOWN_TIMEOUT for these runs
 #: How long after its run starts a process may take to exit: the run itself (~0.3 s), the
@@ -187,15 +186,11 @@ def test_a_full_export_queue_is_counted_and_reported(
         monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
         monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")
         telemetry = setup_telemetry(set_global=False)
-        run = RunContext(
-            hub=Hub(),
+        run = make_run(
+            telemetry,
             model=ScriptedModel(latency=0),
-            telemetry=RunTelemetry(
-                run_id="overflow",
-                tracer_provider=telemetry.tracer_provider,
-                meter_provider=telemetry.meter_provider,
-            ),
             config=RunConfig(model="m", sleep=lambda _s: asyncio.sleep(0)),
+            run_id="overflow",
         )
         ids: list[str] = []
         asyncio.run(run_scenario("spawn", run, on_start=ids.append))

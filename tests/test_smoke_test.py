@@ -44,14 +44,13 @@ import pytest
 import yaml
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
 from otlp_receiver import OTLPReceiver
+from support import make_run
 from test_jaeger_reader import FakeJaeger
 
-from runtime.agent import RunConfig, RunContext
-from runtime.hub import Hub
+from runtime.agent import RunConfig
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
 from telemetry.setup import Telemetry, setup_telemetry
-from telemetry.spans import RunTelemetry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -292,15 +291,11 @@ async def _instant(_seconds: float) -> None:
 
 
 def _scripted_run(telemetry: Telemetry) -> None:
-    run = RunContext(
-        hub=Hub(),
+    run = make_run(
+        telemetry,
         model=ScriptedModel(latency=0, sleep=_instant),
-        telemetry=RunTelemetry(
-            run_id=uuid.uuid4().hex,
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-        ),
         config=RunConfig(model="claude-opus-4-8", sleep=_instant),
+        run_id=uuid.uuid4().hex,
     )
     asyncio.run(run_scenario("spawn", run))
 
