@@ -24,6 +24,7 @@ from runtime.limits import (
     RunLimits,
 )
 from runtime.process import tune_process
+from telemetry import settings
 from telemetry.redact import for_terminal
 from telemetry.setup import DEFAULT_SERVICE_NAME
 
@@ -216,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--log-level",
-        default=os.environ.get("ORCHESTRACE_LOG_LEVEL", "WARNING"),
-        help="structlog level on stderr (WARNING)",
+        default=None,
+        help="structlog level on stderr (default: $ORCHESTRACE_LOG_LEVEL or WARNING)",
     )
 
     summary = commands.add_parser(
@@ -315,7 +316,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from telemetry.setup import setup_telemetry
     from telemetry.summary import SummaryProcessor
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level or settings.LOG_LEVEL.get())
     try:
         team = load_team(args.target)
         model = choose_model(
@@ -342,6 +343,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         )
     except OSError as exc:
         sys.stderr.write(f"orchestrace run: cannot write the spans file {spans_file}: {exc}\n")
+        return 2
+    except settings.SettingError as exc:
+        sys.stderr.write(for_terminal(f"orchestrace run: {exc}", newlines=False) + "\n")
         return 2
     model_name = args.model or default_model()
     if model.backend == "scripted":
@@ -477,7 +481,7 @@ def _jaeger_source(args: argparse.Namespace) -> tuple[JaegerReader, str] | None:
     if args.jaeger is None:
         return None
     reader = JaegerReader(args.jaeger)
-    service = args.service or os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
+    service = args.service or settings.SERVICE_NAME.get()
     return reader, args.trace_id or reader.newest_run(service)
 
 

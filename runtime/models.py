@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from opentelemetry.trace import TracerProvider
 
 from runtime.defaults import DEFAULT_MODEL, MODEL_ENV, default_model
 from runtime.errors import ConfigurationError, MalformedResponseError
-from telemetry import spans
+from telemetry import settings, spans
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -90,12 +89,12 @@ class _AttemptRecorder(anthropic.Middleware):
 
 #: Seconds one HTTP attempt may take before it is abandoned (the SDK's own default is
 #: 600); ``ORCHESTRACE_MODEL_TIMEOUT`` overrides it.
-DEFAULT_MODEL_TIMEOUT: Final = 300.0
-MODEL_TIMEOUT_ENV: Final = "ORCHESTRACE_MODEL_TIMEOUT"
+DEFAULT_MODEL_TIMEOUT: Final = settings.MODEL_TIMEOUT.default
+MODEL_TIMEOUT_ENV: Final = settings.MODEL_TIMEOUT.name
 #: Retries after a failed attempt (429, 529, 5xx, connection errors, timeouts);
 #: ``ORCHESTRACE_MODEL_RETRIES`` overrides it.
-DEFAULT_MODEL_RETRIES: Final = 2
-MODEL_RETRIES_ENV: Final = "ORCHESTRACE_MODEL_RETRIES"
+DEFAULT_MODEL_RETRIES: Final = int(settings.MODEL_RETRIES.default)
+MODEL_RETRIES_ENV: Final = settings.MODEL_RETRIES.name
 
 #: The HTTP status the Messages API gives each error type
 #: (https://docs.anthropic.com/en/api/errors). An ``error`` event in a stream arrives after
@@ -130,22 +129,13 @@ _STATUS_ERRORS: Final[dict[int, type[anthropic.APIStatusError]]] = {
 _CONTENT_EVENTS: Final = frozenset({"content_block_start", "content_block_delta"})
 
 
-def _env_number(name: str, default: float, *, integer: bool = False) -> float:
-    """A non-negative, finite number from the environment; ConfigurationError naming the
-    variable for anything else (a one-line error, exit 2, on the command line)."""
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
+def _setting(setting: settings.Setting[float]) -> float:
+    """A model setting from the environment; ConfigurationError naming the variable for a
+    bad value (a one-line error, exit 2, on the command line)."""
     try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        value = -1
-    if not raw.strip().isascii() or not (0 <= value < float("inf")):
-        kind = "a whole number >= 0" if integer else "a number of seconds > 0"
-        raise ConfigurationError(f"{name}={raw!r}: expected {kind}")
-    if not integer and value == 0:
-        raise ConfigurationError(f"{name}={raw!r}: expected a number of seconds > 0")
-    return value
+        return setting.get()
+    except settings.SettingError as exc:
+        raise ConfigurationError(str(exc)) from exc
 
 
 class AnthropicModel:
@@ -186,11 +176,9 @@ class AnthropicModel:
     ) -> None:
         if client is None:
             if timeout is None:
-                timeout = _env_number(MODEL_TIMEOUT_ENV, DEFAULT_MODEL_TIMEOUT)
+                timeout = _setting(settings.MODEL_TIMEOUT)
             if max_retries is None:
-                max_retries = int(
-                    _env_number(MODEL_RETRIES_ENV, DEFAULT_MODEL_RETRIES, integer=True)
-                )
+                max_retries = int(_setting(settings.MODEL_RETRIES))
             options: dict[str, Any] = {"timeout": timeout}
             otel: dict[str, Any] = {"traces": sdk_traces}
             if tracer_provider is not None:
