@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from runtime.agent import AgentResult, RunContext
     from runtime.teams import Team
     from telemetry.jaeger import JaegerReader
+    from telemetry.records import ReadNotes
 
 # The anthropic SDK, the OTel exporters and the agent loop are imported by the command that
 # needs them: `orchestrace summary` starts in a fraction of the time `run` needs.
@@ -271,7 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
     """FILE | --jaeger URL, and which run: shared by ``summary`` and ``profile``."""
-    parser.add_argument("file", type=Path, nargs="?", default=None, help="OTLP/JSON lines file")
+    parser.add_argument(
+        "file",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="OTLP/JSON lines file ('-': standard input)",
+    )
     parser.add_argument(
         "--jaeger",
         default=None,
@@ -453,20 +460,30 @@ async def _run_interruptible(
 def cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
     """``orchestrace summary FILE`` or ``--jaeger URL``: returns the exit code."""
     from telemetry.jaeger import JaegerError, normalize_trace_id
+    from telemetry.records import ReadNotes
     from telemetry.summary import SummaryError, summarize, summarize_file
 
+    notes = ReadNotes()
     try:
         jaeger = _jaeger_source(args)
         if jaeger is not None:
             reader, trace_id = jaeger
-            text = summarize(reader.spans(trace_id), normalize_trace_id(trace_id))
+            text = summarize(reader.spans(trace_id), normalize_trace_id(trace_id), notes)
         else:
-            text = summarize_file(args.file, args.trace_id)
+            text = summarize_file(args.file, args.trace_id, notes=notes)
     except (OSError, ValueError, SummaryError, JaegerError) as exc:
+        _warn_about(notes, "summary")
         sys.stderr.write(for_terminal(f"orchestrace summary: {exc}", newlines=False) + "\n")
         return 2
+    _warn_about(notes, "summary")
     out.write(text)
     return 0
+
+
+def _warn_about(notes: ReadNotes, command: str) -> None:
+    """What the reader left out, one warning line each on stderr."""
+    for warning in notes.warnings():
+        sys.stderr.write(f"orchestrace {command}: warning: {warning}\n")
 
 
 def _jaeger_source(args: argparse.Namespace) -> tuple[JaegerReader, str] | None:
@@ -493,7 +510,9 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     from telemetry.profile import ProfileError, build_profile, profile_file
     from telemetry.profile_html import write_html
     from telemetry.profile_render import render_mermaid, render_text
+    from telemetry.records import ReadNotes
 
+    notes = ReadNotes()
     try:
         if args.width is not None and args.width < 20:
             raise ValueError(f"--width must be at least 20, got {args.width}")
@@ -502,12 +521,14 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
         if jaeger is not None:
             reader, wanted = jaeger
             wanted = normalize_trace_id(wanted)
-            profile = build_profile(reader.spans(wanted), wanted)
+            profile = build_profile(reader.spans(wanted), wanted, notes)
         else:
-            profile = profile_file(args.file, trace_id)
+            profile = profile_file(args.file, trace_id, notes=notes)
     except (OSError, ValueError, ProfileError, JaegerError) as exc:
+        _warn_about(notes, "profile")
         sys.stderr.write(for_terminal(f"orchestrace profile: {exc}", newlines=False) + "\n")
         return 2
+    _warn_about(notes, "profile")
     if args.html is not None:
         # Written before anything is printed: a report that cannot be written is an
         # error with no half output.
