@@ -16,7 +16,7 @@ from opentelemetry.trace import TracerProvider
 
 from runtime.defaults import DEFAULT_MODEL, MODEL_ENV, default_model
 from runtime.errors import ConfigurationError, MalformedResponseError
-from telemetry import settings, spans
+from telemetry import compat, settings, spans
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -332,21 +332,67 @@ def _retried(exc: Exception) -> bool:
     return False
 
 
+#: The largest token count believed: what every JSON reader holds exactly (a double's
+#: integers), far beyond any real response. Larger, negative, fractional or boolean counts
+#: are a malformed response: they would lower the run's token budget (negative) or be
+#: shown live but dropped from the spans file (beyond int64).
+MAX_TOKEN_COUNT: Final = 2**53 - 1
+_COUNTS: Final = (
+    ("input_tokens", True),
+    ("output_tokens", True),
+    ("cache_read_input_tokens", False),
+    ("cache_creation_input_tokens", False),
+)
+#: Content block fields the agent loop and the telemetry read, by block type.
+_BLOCK_FIELDS: Final = {"text": ("text",), "tool_use": ("id", "name")}
+
+
 def checked_message(response: object) -> Message:
     """``response`` if it has what the agent loop relies on, else MalformedResponseError.
 
     The SDK builds responses without validation, so a ``{}`` body becomes a ``Message``
-    with no attributes at all; this is the one place that finds out.
+    with no attributes at all, a content block may be a number, and a token count may be
+    negative; this is the one place that finds out.
     """
     if not isinstance(response, Message):
         raise MalformedResponseError(f"expected a message, got {type(response).__name__}")
-    fields = response.__dict__
+    fields = compat.given_fields(response)
     missing = [f for f in ("id", "model", "content", "usage") if f not in fields]
     if missing:
         raise MalformedResponseError(f"response lacks {', '.join(missing)}")
     if not isinstance(response.content, list):
         raise MalformedResponseError("response content is not a list")
-    usage = response.usage.__dict__ if isinstance(response.usage, Usage) else {}
-    if not all(isinstance(usage.get(k), int) for k in ("input_tokens", "output_tokens")):
+    for index, block in enumerate(response.content):
+        _check_block(index, block)
+    usage = compat.given_fields(response.usage) if isinstance(response.usage, Usage) else {}
+    if not all(k in usage for k, required in _COUNTS if required):
         raise MalformedResponseError("response usage lacks input_tokens / output_tokens")
+    for key, required in _COUNTS:
+        value = usage.get(key)
+        if value is None and not required:
+            continue
+        if type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT:
+            raise MalformedResponseError(
+                f"response usage {key}={str(value)[:40]} is not a token count "
+                f"(a whole number from 0 to {MAX_TOKEN_COUNT})"
+            )
     return response
+
+
+def _check_block(index: int, block: object) -> None:
+    """MalformedResponseError unless ``block`` is a content block with a string type and,
+    for the types the loop reads, the string fields it reads (``input`` for tool use)."""
+    fields = compat.given_fields(block)
+    kind = fields.get("type")
+    if not isinstance(kind, str):
+        raise MalformedResponseError(
+            f"response content[{index}] is not a content block with a type"
+        )
+    wanted = _BLOCK_FIELDS.get(kind, ())
+    bad = [f for f in wanted if not isinstance(fields.get(f), str)]
+    if kind == "tool_use" and "input" not in fields:
+        bad.append("input")
+    if bad:
+        raise MalformedResponseError(
+            f"response content[{index}] ({kind}) lacks a valid {', '.join(bad)}"
+        )
