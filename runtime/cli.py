@@ -24,6 +24,7 @@ from runtime.limits import (
     RunLimits,
 )
 from runtime.process import tune_process
+from telemetry import settings
 from telemetry.redact import for_terminal
 from telemetry.setup import DEFAULT_SERVICE_NAME
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from runtime.agent import AgentResult, RunContext
     from runtime.teams import Team
     from telemetry.jaeger import JaegerReader
+    from telemetry.records import ReadNotes
 
 # The anthropic SDK, the OTel exporters and the agent loop are imported by the command that
 # needs them: `orchestrace summary` starts in a fraction of the time `run` needs.
@@ -216,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--log-level",
-        default=os.environ.get("ORCHESTRACE_LOG_LEVEL", "WARNING"),
-        help="structlog level on stderr (WARNING)",
+        default=None,
+        help="structlog level on stderr (default: $ORCHESTRACE_LOG_LEVEL or WARNING)",
     )
 
     summary = commands.add_parser(
@@ -275,8 +277,8 @@ def _add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
         type=Path,
         nargs="?",
         default=None,
-        help=f"OTLP/JSON lines file (default: {DEFAULT_SPANS_FILE}, the file `orchestrace run` "
-        "writes, unless --jaeger is given)",
+        help=f"OTLP/JSON lines file, '-' for standard input (default: {DEFAULT_SPANS_FILE}, "
+        "the file `orchestrace run` writes, unless --jaeger is given)",
     )
     parser.add_argument(
         "--jaeger",
@@ -322,7 +324,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from telemetry.setup import setup_telemetry
     from telemetry.summary import SummaryProcessor
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level or settings.LOG_LEVEL.get())
     try:
         team = load_team(args.target)
         model = choose_model(
@@ -349,6 +351,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         )
     except OSError as exc:
         sys.stderr.write(f"orchestrace run: cannot write the spans file {spans_file}: {exc}\n")
+        return 2
+    except settings.SettingError as exc:
+        sys.stderr.write(for_terminal(f"orchestrace run: {exc}", newlines=False) + "\n")
         return 2
     model_name = args.model or default_model()
     if model.backend == "scripted":
@@ -456,20 +461,30 @@ async def _run_interruptible(
 def cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
     """``orchestrace summary FILE`` or ``--jaeger URL``: returns the exit code."""
     from telemetry.jaeger import JaegerError, normalize_trace_id
+    from telemetry.records import ReadNotes
     from telemetry.summary import SummaryError, summarize, summarize_file
 
+    notes = ReadNotes()
     try:
         jaeger = _jaeger_source(args)
         if jaeger is not None:
             reader, trace_id = jaeger
-            text = summarize(reader.spans(trace_id), normalize_trace_id(trace_id))
+            text = summarize(reader.spans(trace_id), normalize_trace_id(trace_id), notes)
         else:
-            text = summarize_file(args.file, args.trace_id)
+            text = summarize_file(args.file, args.trace_id, notes=notes)
     except (OSError, ValueError, SummaryError, JaegerError) as exc:
+        _warn_about(notes, "summary")
         sys.stderr.write(for_terminal(f"orchestrace summary: {exc}", newlines=False) + "\n")
         return 2
+    _warn_about(notes, "summary")
     out.write(text)
     return 0
+
+
+def _warn_about(notes: ReadNotes, command: str) -> None:
+    """What the reader left out, one warning line each on stderr."""
+    for warning in notes.warnings():
+        sys.stderr.write(f"orchestrace {command}: warning: {warning}\n")
 
 
 def _jaeger_source(args: argparse.Namespace) -> tuple[JaegerReader, str] | None:
@@ -486,7 +501,7 @@ def _jaeger_source(args: argparse.Namespace) -> tuple[JaegerReader, str] | None:
     if args.jaeger is None:
         return None
     reader = JaegerReader(args.jaeger)
-    service = args.service or os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
+    service = args.service or settings.SERVICE_NAME.get()
     return reader, args.trace_id or reader.newest_run(service)
 
 
@@ -498,7 +513,9 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     from telemetry.profile import ProfileError, build_profile, profile_file
     from telemetry.profile_html import write_html
     from telemetry.profile_render import render_mermaid, render_text
+    from telemetry.records import ReadNotes
 
+    notes = ReadNotes()
     try:
         if args.width is not None and args.width < 20:
             raise ValueError(f"--width must be at least 20, got {args.width}")
@@ -507,12 +524,14 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
         if jaeger is not None:
             reader, wanted = jaeger
             wanted = normalize_trace_id(wanted)
-            profile = build_profile(reader.spans(wanted), wanted)
+            profile = build_profile(reader.spans(wanted), wanted, notes)
         else:
-            profile = profile_file(args.file, trace_id)
+            profile = profile_file(args.file, trace_id, notes=notes)
     except (OSError, ValueError, ProfileError, JaegerError) as exc:
+        _warn_about(notes, "profile")
         sys.stderr.write(for_terminal(f"orchestrace profile: {exc}", newlines=False) + "\n")
         return 2
+    _warn_about(notes, "profile")
     if args.html is not None:
         # Written before anything is printed: a report that cannot be written is an
         # error with no half output.

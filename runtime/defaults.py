@@ -7,11 +7,12 @@ implement them re-export and check them (see ``runtime.scenarios`` and ``runtime
 
 from __future__ import annotations
 
-import os
 from typing import Final
 
-DEFAULT_MODEL: Final = "claude-opus-4-8"
-MODEL_ENV: Final = "ORCHESTRACE_MODEL"
+from telemetry import settings
+
+DEFAULT_MODEL: Final = settings.MODEL.default
+MODEL_ENV: Final = settings.MODEL.name
 
 #: The built-in runs; ``runtime.scenarios.SCENARIOS`` maps each to its Team.
 SCENARIO_NAMES: Final = ("spawn", "team")
@@ -23,4 +24,4 @@ DEFAULT_SPANS_FILE: Final = "orchestrace-spans.jsonl"
 
 def default_model() -> str:
     """The model named by ``ORCHESTRACE_MODEL``, else the default model."""
-    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    return settings.MODEL.get()

@@ -121,5 +121,6 @@ class Budget:
             yield loop.time() - started
 
     def add_tokens(self, count: int) -> None:
-        """Count tokens a model call used."""
-        self.tokens += count
+        """Count tokens a model call used (a negative count, which a checked response
+        never has, is not allowed to lower what the run has used)."""
+        self.tokens += max(0, count)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from opentelemetry.trace import TracerProvider
 
 from runtime.defaults import DEFAULT_MODEL, MODEL_ENV, default_model
 from runtime.errors import ConfigurationError, MalformedResponseError
-from telemetry import spans
+from telemetry import compat, settings, spans
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -90,12 +89,12 @@ class _AttemptRecorder(anthropic.Middleware):
 
 #: Seconds one HTTP attempt may take before it is abandoned (the SDK's own default is
 #: 600); ``ORCHESTRACE_MODEL_TIMEOUT`` overrides it.
-DEFAULT_MODEL_TIMEOUT: Final = 300.0
-MODEL_TIMEOUT_ENV: Final = "ORCHESTRACE_MODEL_TIMEOUT"
+DEFAULT_MODEL_TIMEOUT: Final = settings.MODEL_TIMEOUT.default
+MODEL_TIMEOUT_ENV: Final = settings.MODEL_TIMEOUT.name
 #: Retries after a failed attempt (429, 529, 5xx, connection errors, timeouts);
 #: ``ORCHESTRACE_MODEL_RETRIES`` overrides it.
-DEFAULT_MODEL_RETRIES: Final = 2
-MODEL_RETRIES_ENV: Final = "ORCHESTRACE_MODEL_RETRIES"
+DEFAULT_MODEL_RETRIES: Final = int(settings.MODEL_RETRIES.default)
+MODEL_RETRIES_ENV: Final = settings.MODEL_RETRIES.name
 
 #: The HTTP status the Messages API gives each error type
 #: (https://docs.anthropic.com/en/api/errors). An ``error`` event in a stream arrives after
@@ -130,22 +129,13 @@ _STATUS_ERRORS: Final[dict[int, type[anthropic.APIStatusError]]] = {
 _CONTENT_EVENTS: Final = frozenset({"content_block_start", "content_block_delta"})
 
 
-def _env_number(name: str, default: float, *, integer: bool = False) -> float:
-    """A non-negative, finite number from the environment; ConfigurationError naming the
-    variable for anything else (a one-line error, exit 2, on the command line)."""
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
+def _setting(setting: settings.Setting[float]) -> float:
+    """A model setting from the environment; ConfigurationError naming the variable for a
+    bad value (a one-line error, exit 2, on the command line)."""
     try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        value = -1
-    if not raw.strip().isascii() or not (0 <= value < float("inf")):
-        kind = "a whole number >= 0" if integer else "a number of seconds > 0"
-        raise ConfigurationError(f"{name}={raw!r}: expected {kind}")
-    if not integer and value == 0:
-        raise ConfigurationError(f"{name}={raw!r}: expected a number of seconds > 0")
-    return value
+        return setting.get()
+    except settings.SettingError as exc:
+        raise ConfigurationError(str(exc)) from exc
 
 
 class AnthropicModel:
@@ -186,11 +176,9 @@ class AnthropicModel:
     ) -> None:
         if client is None:
             if timeout is None:
-                timeout = _env_number(MODEL_TIMEOUT_ENV, DEFAULT_MODEL_TIMEOUT)
+                timeout = _setting(settings.MODEL_TIMEOUT)
             if max_retries is None:
-                max_retries = int(
-                    _env_number(MODEL_RETRIES_ENV, DEFAULT_MODEL_RETRIES, integer=True)
-                )
+                max_retries = int(_setting(settings.MODEL_RETRIES))
             options: dict[str, Any] = {"timeout": timeout}
             otel: dict[str, Any] = {"traces": sdk_traces}
             if tracer_provider is not None:
@@ -344,21 +332,67 @@ def _retried(exc: Exception) -> bool:
     return False
 
 
+#: The largest token count believed: what every JSON reader holds exactly (a double's
+#: integers), far beyond any real response. Larger, negative, fractional or boolean counts
+#: are a malformed response: they would lower the run's token budget (negative) or be
+#: shown live but dropped from the spans file (beyond int64).
+MAX_TOKEN_COUNT: Final = 2**53 - 1
+_COUNTS: Final = (
+    ("input_tokens", True),
+    ("output_tokens", True),
+    ("cache_read_input_tokens", False),
+    ("cache_creation_input_tokens", False),
+)
+#: Content block fields the agent loop and the telemetry read, by block type.
+_BLOCK_FIELDS: Final = {"text": ("text",), "tool_use": ("id", "name")}
+
+
 def checked_message(response: object) -> Message:
     """``response`` if it has what the agent loop relies on, else MalformedResponseError.
 
     The SDK builds responses without validation, so a ``{}`` body becomes a ``Message``
-    with no attributes at all; this is the one place that finds out.
+    with no attributes at all, a content block may be a number, and a token count may be
+    negative; this is the one place that finds out.
     """
     if not isinstance(response, Message):
         raise MalformedResponseError(f"expected a message, got {type(response).__name__}")
-    fields = response.__dict__
+    fields = compat.given_fields(response)
     missing = [f for f in ("id", "model", "content", "usage") if f not in fields]
     if missing:
         raise MalformedResponseError(f"response lacks {', '.join(missing)}")
     if not isinstance(response.content, list):
         raise MalformedResponseError("response content is not a list")
-    usage = response.usage.__dict__ if isinstance(response.usage, Usage) else {}
-    if not all(isinstance(usage.get(k), int) for k in ("input_tokens", "output_tokens")):
+    for index, block in enumerate(response.content):
+        _check_block(index, block)
+    usage = compat.given_fields(response.usage) if isinstance(response.usage, Usage) else {}
+    if not all(k in usage for k, required in _COUNTS if required):
         raise MalformedResponseError("response usage lacks input_tokens / output_tokens")
+    for key, required in _COUNTS:
+        value = usage.get(key)
+        if value is None and not required:
+            continue
+        if type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT:
+            raise MalformedResponseError(
+                f"response usage {key}={str(value)[:40]} is not a token count "
+                f"(a whole number from 0 to {MAX_TOKEN_COUNT})"
+            )
     return response
+
+
+def _check_block(index: int, block: object) -> None:
+    """MalformedResponseError unless ``block`` is a content block with a string type and,
+    for the types the loop reads, the string fields it reads (``input`` for tool use)."""
+    fields = compat.given_fields(block)
+    kind = fields.get("type")
+    if not isinstance(kind, str):
+        raise MalformedResponseError(
+            f"response content[{index}] is not a content block with a type"
+        )
+    wanted = _BLOCK_FIELDS.get(kind, ())
+    bad = [f for f in wanted if not isinstance(fields.get(f), str)]
+    if kind == "tool_use" and "input" not in fields:
+        bad.append("input")
+    if bad:
+        raise MalformedResponseError(
+            f"response content[{index}] ({kind}) lacks a valid {', '.join(bad)}"
+        )

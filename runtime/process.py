@@ -29,6 +29,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Final, NamedTuple, TypeVar
 
+from telemetry import settings
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -143,6 +145,39 @@ def tune_switch_interval(environ: Mapping[str, str] | None = None) -> float | No
         parse_switch_interval,
         sys.setswitchinterval,
         "thread switch interval",
+    )
+
+
+# In the table of every setting (telemetry.settings), with this module's parsers; a bad
+# value keeps Python's own setting (see _tune).
+for _env, _parse, _accepts, _default, _doc in (
+    (
+        GC_THRESHOLD_ENV,
+        parse_gc_threshold,
+        "one to three whole numbers >= 0 separated by commas, or python / default / off",
+        ",".join(map(str, DEFAULT_GC_THRESHOLD)),
+        "the garbage collector's thresholds for the command (python: Python's 700,10,10)",
+    ),
+    (
+        SWITCH_INTERVAL_ENV,
+        parse_switch_interval,
+        "a number of seconds > 0, or python / default / off",
+        f"{DEFAULT_SWITCH_INTERVAL:g}",
+        "seconds a thread waits for the GIL before asking for it (python: Python's 0.005)",
+    ),
+):
+    settings.register(
+        settings.Setting(
+            _env,
+            _parse,
+            _accepts,
+            None,
+            settings.OnBad.WARN,
+            _doc,
+            group="process",
+            default_text=_default,
+            bad_text="warning, Python's own kept",
+        )
     )
 
 

@@ -211,13 +211,16 @@ async def run(
     returning. ``spans_file`` may only be given when orchestrace sets telemetry up itself.
 
     Raises :class:`~runtime.errors.ConfigurationError` for a bad team, no task, an offline
-    run with unscripted agents, or conflicting telemetry options. Failures inside the run
+    run with unscripted agents, conflicting telemetry options, a spans file that cannot be
+    written, or a bad ``OTEL_*`` / ``ORCHESTRACE_*`` setting (docs: the README's table of
+    variables; the message names the variable and what it accepts). Failures inside the run
     (model errors, crashing tools, limits) do not raise: they end agents, and the result
     says how (``result.completed``, ``result.lead.reason``). ``asyncio.CancelledError``
     propagates; the spans recorded so far are still ended and flushed.
     """
     from telemetry.cost import default_prices
     from telemetry.routing import router_for
+    from telemetry.settings import SettingError
     from telemetry.setup import Telemetry, content_policy, setup_telemetry
     from telemetry.summary import SummaryProcessor
 
@@ -252,6 +255,8 @@ async def run(
             )
         except OSError as exc:
             raise ConfigurationError(f"cannot write the spans file {path}: {exc}") from exc
+        except SettingError as exc:  # a bad OTEL_* / ORCHESTRACE_* value
+            raise ConfigurationError(str(exc)) from exc
         tracer_provider, content = own.tracer_provider, own.content
         meter_provider = meter_provider or own.meter_provider
         written = Path(path) if path and own.enabled else None

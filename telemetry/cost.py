@@ -48,8 +48,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
+from telemetry import settings
+
 #: The environment variable naming a user's price file (overrides and extends the shipped one).
-PRICES_ENV: Final = "ORCHESTRACE_PRICES"
+PRICES_ENV: Final = settings.PRICES.name
 
 #: Tokens per unit of the table's rates (USD per million tokens).
 PER: Final = 1_000_000
@@ -141,7 +143,7 @@ class PriceTable:
         """The shipped table, overridden and extended by the file ``ORCHESTRACE_PRICES``
         names (if set and not empty)."""
         env = os.environ if environ is None else environ
-        path = env.get(PRICES_ENV, "").strip()
+        path = settings.PRICES.get(env).strip()
         shipped = cls.shipped()
         if not path:
             return shipped
@@ -291,7 +293,7 @@ def default_prices() -> PriceTable:
     """The shipped table overridden by ``ORCHESTRACE_PRICES``; re-read when the variable
     or the file it names changes. Raises :class:`ValueError` for a malformed file."""
     global _default
-    path = os.environ.get(PRICES_ENV, "").strip()
+    path = settings.PRICES.get().strip()
     key: tuple[str, int, int] | None = None
     if path:
         try:

@@ -71,7 +71,7 @@ from typing import IO, Any, Final, Protocol
 import msgspec
 
 from telemetry import semconv as sc
-from telemetry.records import AttrValue, LinkRecord
+from telemetry.records import AttrValue, LinkRecord, ReadNotes
 
 #: The timeline's categories, in display order.
 CATEGORIES: Final = ("model", "queued", "tool", "messaging", "waiting", "other")
@@ -1092,6 +1092,7 @@ class _Runs:
         self.wanted = trace_id
         self.traces: dict[str, dict[str, _Span]] = {}
         self.root: _Span | None = None
+        self.duplicates = 0
 
     def add_all(self, records: Iterable[ProfileSpan]) -> _Runs:
         wanted, add = self.wanted, self.add
@@ -1104,6 +1105,8 @@ class _Runs:
         spans = self.traces.get(span.trace_id)
         if spans is None:
             spans = self.traces[span.trace_id] = {}
+        if span.span_id in spans:
+            self.duplicates += 1
         spans[span.span_id] = span
         if (
             span.parent_span_id is None
@@ -1156,14 +1159,20 @@ def _analyse(mine: dict[str, _Span], root: _Span) -> Profile:
     )
 
 
-def build_profile(spans: Iterable[ProfileSpan], trace_id: str | None = None) -> Profile:
+def build_profile(
+    spans: Iterable[ProfileSpan], trace_id: str | None = None, notes: ReadNotes | None = None
+) -> Profile:
     """The profile of ``trace_id`` (default: the run whose root span started last).
 
     ``spans`` are :class:`~telemetry.records.SpanRecord` objects (from Jaeger, a live run
-    or a test) or the spans-file reader's :class:`~telemetry.scan.TreeFacts`. Raises
-    :class:`ProfileError` when there is no such run.
+    or a test) or the spans-file reader's :class:`~telemetry.scan.TreeFacts`; a span read
+    twice counts once (and in ``notes``). Raises :class:`ProfileError` when there is no
+    such run.
     """
-    return _Runs(trace_id).add_all(spans).profile()
+    runs = _Runs(trace_id).add_all(spans)
+    if notes is not None:
+        notes.duplicates += runs.duplicates
+    return runs.profile()
 
 
 #: Files at least this big are read by several processes at once (one per CPU, at most 4),
@@ -1172,7 +1181,11 @@ PARALLEL_BYTES: int = 32 * 1024 * 1024
 
 
 def profile_file(
-    path: str | os.PathLike[str], trace_id: str | None = None, *, workers: int | None = None
+    path: str | os.PathLike[str],
+    trace_id: str | None = None,
+    *,
+    workers: int | None = None,
+    notes: ReadNotes | None = None,
 ) -> Profile:
     """The profile of one run in an OTLP/JSON-lines spans file (default: the latest run).
 
@@ -1181,29 +1194,37 @@ def profile_file(
     ``trace_id`` only that trace's spans are kept. A file of :data:`PARALLEL_BYTES` or more
     is split at line boundaries: this process reads the first part while ``workers - 1``
     others (default: one per available CPU, at most 4 in all) read the rest, and their
-    spans are added in file order — the same profile as one pass.
+    spans are added in file order — the same profile as one pass. ``-`` reads standard
+    input. ``notes``: as for :func:`telemetry.summary.summarize_file`.
     """
     from concurrent.futures.process import BrokenProcessPool
 
-    from telemetry.scan import scan_span_tree, split_lines
+    from telemetry.scan import scan_span_tree, split_lines, splittable_size
 
     name = os.fspath(path)
     if workers is None:
-        big = os.path.getsize(name) >= PARALLEL_BYTES
+        big = splittable_size(name) >= PARALLEL_BYTES
         workers = min(4, _cpus()) if big else 1
     parts = split_lines(name, workers) if workers > 1 else []
+
+    def one_pass() -> _Runs:
+        return _Runs(trace_id).add_all(
+            scan_span_tree(name, PROFILE_KEYS, LINK_KEYS, trace_id=trace_id, notes=notes)
+        )
+
     with _collecting():
-        runs = _Runs(trace_id)
         if len(parts) < 2:
-            runs.add_all(scan_span_tree(name, PROFILE_KEYS, LINK_KEYS, trace_id=trace_id))
-            return runs.profile()
-        try:
-            _read_in_parallel(runs, name, parts, trace_id)
-        except (ValueError, BrokenProcessPool):
-            # A malformed line: read again in one pass, whose error names the line number
-            # (and a child that could not run: read in one pass all the same).
-            runs = _Runs(trace_id)
-            runs.add_all(scan_span_tree(name, PROFILE_KEYS, LINK_KEYS, trace_id=trace_id))
+            runs = one_pass()
+        else:
+            try:
+                runs = _Runs(trace_id)
+                _read_in_parallel(runs, name, parts, trace_id)
+            except (ValueError, BrokenProcessPool):
+                # A malformed (or cut) line: read again in one pass, whose error names the
+                # line number (and a child that could not run: one pass all the same).
+                runs = one_pass()
+        if notes is not None:
+            notes.duplicates += runs.duplicates
         return runs.profile()
 
 

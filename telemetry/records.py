@@ -102,6 +102,38 @@ class SpanFacts(NamedTuple):
     end_ns: int
     status: str
     attributes: Mapping[str, AttrValue]
+    #: As written in the file (hex or base64): the key that counts a span read twice once.
+    span_id: str = ""
+
+
+class ReadNotes:
+    """What a reader of spans left out, for the warnings the command prints.
+
+    Given to a reader, it makes it lenient where a broken file is still worth reading: a
+    last line cut short by a killed writer is skipped (its number kept in
+    :attr:`cut_line`), and a span read again (a file concatenated with itself, a collector
+    that retried a batch) is counted once (:attr:`duplicates`). Without one, a cut line is
+    an error.
+    """
+
+    def __init__(self) -> None:
+        self.cut_line: int | None = None
+        self.duplicates = 0
+
+    def warnings(self) -> list[str]:
+        """One sentence per thing left out."""
+        found = []
+        if self.cut_line is not None:
+            found.append(
+                f"the last line ({self.cut_line}) was cut short (was its writer killed?); "
+                "read without it"
+            )
+        if self.duplicates:
+            found.append(
+                f"{self.duplicates} span(s) appeared more than once (a file concatenated "
+                "with itself, or a collector that retried); each was counted once"
+            )
+        return found
 
 
 # --- SDK spans ---------------------------------------------------------------------------

@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
+import sys
 from collections.abc import Iterator, Mapping
-from typing import Final
+from contextlib import contextmanager
+from typing import BinaryIO, Final
 
 import msgspec
 
@@ -37,6 +40,7 @@ from telemetry.records import (
     _STATUS_OF,
     AttrValue,
     LinkRecord,
+    ReadNotes,
     SpanFacts,
     _document_resource_spans,
     _enum,
@@ -46,6 +50,41 @@ from telemetry.records import (
 )
 
 _ABSENT: Final = msgspec.Raw()
+
+#: The file name that means standard input (``orchestrace summary -``).
+STDIN: Final = "-"
+
+
+@contextmanager
+def open_spans(path: str | os.PathLike[str], start: int = 0) -> Iterator[BinaryIO]:
+    """``path`` opened for reading lines from byte ``start``; ``-`` is standard input.
+
+    A pipe (``/dev/stdin``, ``-``) cannot seek: it is read from its start.
+    """
+    if os.fspath(path) == STDIN:
+        yield sys.stdin.buffer
+        return
+    with open(path, "rb") as handle:
+        if start:
+            handle.seek(start)
+        yield handle
+
+
+def splittable_size(path: str | os.PathLike[str]) -> int:
+    """The size of ``path`` if it is a regular file (which can be read in parts), else 0."""
+    if os.fspath(path) == STDIN:
+        return 0
+    info = os.stat(path)
+    return info.st_size if stat.S_ISREG(info.st_mode) else 0
+
+
+def _cut_short(line: bytes, number: int, notes: ReadNotes | None) -> bool:
+    """Whether a line that failed to decode is the file's last one, cut by a killed writer
+    (no newline at its end), to be skipped and noted."""
+    if notes is None or line.endswith(b"\n"):
+        return False
+    notes.cut_line = number
+    return True
 
 
 class _AnyValue(msgspec.Struct, frozen=True, gc=False):
@@ -71,6 +110,7 @@ class _Status(msgspec.Struct, frozen=True, gc=False):
 
 class _Span(msgspec.Struct, frozen=True, gc=False):
     traceId: str | None = None
+    spanId: str | None = None
     startTimeUnixNano: int | str | None = None
     endTimeUnixNano: int | str | None = None
     status: _Status | None = None
@@ -156,6 +196,7 @@ class _Reader:
                         int(s.endTimeUnixNano or 0),
                         _STATUS_OF.get(code or 0) or _enum(code, _STATUS, "STATUS_CODE_"),
                         attributes,
+                        s.spanId or "",
                     )
 
 
@@ -168,6 +209,7 @@ def _general(line: bytes, keys: frozenset[str]) -> list[SpanFacts]:
             r.end_ns,
             r.status,
             {k: v for k, v in r.attributes.items() if k in keys},
+            r.span_id,
         )
         for r in iter_otlp_json(_document_resource_spans(msgspec.json.decode(line)))
     ]
@@ -179,6 +221,7 @@ def scan_spans_file(
     *,
     start: int = 0,
     end: int | None = None,
+    notes: ReadNotes | None = None,
 ) -> Iterator[SpanFacts]:
     """Stream the spans of an OTLP/JSON-lines file with only the attributes in ``keys``.
 
@@ -187,13 +230,13 @@ def scan_spans_file(
     longest line. ``start`` and ``end`` restrict the scan to the lines that begin in that
     byte range (``start`` must be the beginning of a line; see :func:`split_lines`). A
     malformed line raises :class:`ValueError` naming the file and the line (counted from
-    ``start``).
+    ``start``) — except, with ``notes``, a last line cut short (see
+    :class:`~telemetry.records.ReadNotes`). ``-`` reads standard input.
     """
     name = os.fspath(path)
     reader = _Reader(keys)
     position = start
-    with open(path, "rb") as handle:
-        handle.seek(start)
+    with open_spans(path, start) as handle:
         for number, line in enumerate(handle, 1):
             if end is not None and position >= end:
                 break
@@ -206,6 +249,8 @@ def scan_spans_file(
                 except (msgspec.ValidationError, ValueError, TypeError):
                     records = _general(line, keys)
             except (msgspec.DecodeError, ValueError, AttributeError, KeyError, TypeError) as exc:
+                if _cut_short(line, number, notes):
+                    break
                 raise ValueError(
                     f"{name!s}: line {number}: malformed OTLP/JSON line: {exc}"
                 ) from exc
@@ -436,19 +481,19 @@ def scan_span_tree(
     trace_id: str | None = None,
     start: int = 0,
     end: int | None = None,
+    notes: ReadNotes | None = None,
 ) -> Iterator[TreeFacts]:
     """Stream the spans of an OTLP/JSON-lines file as :class:`TreeFacts` (for the profile).
 
     The same spans as :func:`~telemetry.records.iter_spans_file`, without their events,
     status messages and resources, with only the span attributes in ``keys`` and the link
     attributes in ``link_keys``, and with ``trace_id`` only that trace's spans. ``start``,
-    ``end``, memory and errors as for :func:`scan_spans_file`.
+    ``end``, ``notes``, memory and errors as for :func:`scan_spans_file`.
     """
     name = os.fspath(path)
     reader = _TreeReader(keys, link_keys, trace_id)
     position = start
-    with open(path, "rb") as handle:
-        handle.seek(start)
+    with open_spans(path, start) as handle:
         for number, line in enumerate(handle, 1):
             if end is not None and position >= end:
                 break
@@ -461,6 +506,8 @@ def scan_span_tree(
                 except (msgspec.ValidationError, ValueError, TypeError):
                     records = reader.general(line)
             except (msgspec.DecodeError, ValueError, AttributeError, KeyError, TypeError) as exc:
+                if _cut_short(line, number, notes):
+                    break
                 raise ValueError(
                     f"{name!s}: line {number}: malformed OTLP/JSON line: {exc}"
                 ) from exc

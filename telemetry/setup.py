@@ -42,6 +42,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from telemetry import semconv as sc
+from telemetry import settings
 from telemetry.export import (
     CountingMetricExporter,
     CountingSpanExporter,
@@ -56,24 +57,13 @@ from telemetry.spans import LIVE_SNIPPET_CHARS, ContentPolicy
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_NAME: Final = "orchestrace"
-CAPTURE_ENV: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-CONTENT_MAX_ENV: Final = "ORCHESTRACE_CONTENT_MAX_CHARS"
-DEFAULT_CONTENT_MAX_CHARS: Final = 2048
-SHUTDOWN_TIMEOUT_ENV: Final = "ORCHESTRACE_SHUTDOWN_TIMEOUT"
-DEFAULT_SHUTDOWN_TIMEOUT: Final = 3.0
-DEFAULT_METRIC_INTERVAL_MS: Final = 5000.0
+CAPTURE_ENV: Final = settings.CAPTURE_CONTENT.name
+CONTENT_MAX_ENV: Final = settings.CONTENT_MAX_CHARS.name
+SHUTDOWN_TIMEOUT_ENV: Final = settings.SHUTDOWN_TIMEOUT.name
 #: The last part of the shutdown timeout kept for the metrics (at most this many seconds):
 #: a stalled trace exporter cannot keep the final metrics export — which reports the spans
 #: it could not send — from running.
 METRICS_SHUTDOWN_RESERVE: Final = 1.0
-
-# Larger than the SDK defaults (2048 / 512) so a burst of thousands of agents is not
-# dropped; each can still be set with the standard OTEL_BSP_* variables.
-_BSP_DEFAULTS: Final = {
-    "OTEL_BSP_MAX_QUEUE_SIZE": 65536,
-    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 2048,
-    "OTEL_BSP_SCHEDULE_DELAY": 500,
-}
 
 _OTLP_ENDPOINT_VARS: Final = {
     "traces": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
@@ -81,84 +71,95 @@ _OTLP_ENDPOINT_VARS: Final = {
 }
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _env_list(name: str, signal: str) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None:
-        has_endpoint = any(os.environ.get(v) for v in _OTLP_ENDPOINT_VARS[signal])
+def _exporter_names(signal: str) -> list[str]:
+    """OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER; unset: otlp if an endpoint is set."""
+    setting = settings.TRACES_EXPORTER if signal == "traces" else settings.METRICS_EXPORTER
+    if not setting.given():
+        has_endpoint = any(os.environ.get(v, "").strip() for v in _OTLP_ENDPOINT_VARS[signal])
         return ["otlp"] if has_endpoint else []
-    return [p.strip().lower() for p in raw.split(",") if p.strip() and p.strip() != "none"]
+    names: list[str] = []
+    for name in setting.get():
+        if name not in settings.EXPORTER_NAMES[signal]:
+            log.warning(
+                "%s: unsupported exporter %r ignored (expected %s)",
+                setting.name,
+                name,
+                setting.accepts,
+            )
+        elif name != "none" and name not in names:
+            names.append(name)
+    return names
 
 
 def _protocol(signal: str) -> str:
-    return (
-        (
-            os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
-            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "grpc"
-        )
-        .strip()
-        .lower()
-    )
+    """The OTLP protocol of ``signal``; SettingError for one we do not support."""
+    specific = settings.SIGNAL_PROTOCOL[signal]
+    return specific.get() if specific.given() else settings.PROTOCOL.get()
 
 
 def capture_content_enabled() -> bool:
     """Whether ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` asks for content."""
-    return _env_flag(CAPTURE_ENV)
+    return settings.CAPTURE_CONTENT.get()
 
 
 def content_policy(*, live: bool) -> ContentPolicy:
     """How much content spans carry: the capture limit, a live-view snippet, or none."""
     if capture_content_enabled():
-        raw = os.environ.get(CONTENT_MAX_ENV, "")
-        limit = int(raw) if raw.isdigit() else DEFAULT_CONTENT_MAX_CHARS
-        return ContentPolicy(limit, capture=True)
+        return ContentPolicy(int(settings.CONTENT_MAX_CHARS.get()), capture=True)
     return ContentPolicy(LIVE_SNIPPET_CHARS if live else 0)
 
 
 def otlp_span_exporter() -> SpanExporter:
-    """The OTLP trace exporter for the configured protocol (endpoint etc. from env)."""
-    protocol = _protocol("traces")
-    if protocol == "grpc":
+    """The OTLP trace exporter for the configured protocol (endpoint etc. from env).
+
+    Raises :class:`~telemetry.settings.SettingError` for an unsupported protocol.
+    """
+    if _protocol("traces") == "grpc":
         from telemetry.otlp_grpc import GrpcSpanExporter
 
         return GrpcSpanExporter()
-    if protocol == "http/protobuf":
-        from telemetry.otlp_http import HttpSpanExporter
+    from telemetry.otlp_http import HttpSpanExporter
 
-        return HttpSpanExporter()
-    raise ValueError(f"unsupported OTLP protocol {protocol!r} (use grpc or http/protobuf)")
+    return HttpSpanExporter()
 
 
 def otlp_metric_exporter() -> MetricExporter:
-    """The OTLP metric exporter for the configured protocol (endpoint etc. from env)."""
-    protocol = _protocol("metrics")
-    if protocol == "grpc":
+    """The OTLP metric exporter for the configured protocol (endpoint etc. from env).
+
+    Raises :class:`~telemetry.settings.SettingError` for an unsupported protocol.
+    """
+    if _protocol("metrics") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
         return OTLPMetricExporter()
-    if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-            OTLPMetricExporter as HTTPMetricExporter,
-        )
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HTTPMetricExporter,
+    )
 
-        return HTTPMetricExporter()
-    raise ValueError(f"unsupported OTLP protocol {protocol!r} (use grpc or http/protobuf)")
+    return HTTPMetricExporter()
 
 
 def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
-    def setting(name: str) -> int:
-        raw = os.environ.get(name, "")
-        return int(raw) if raw.isdigit() else _BSP_DEFAULTS[name]
-
+    queue = int(settings.BSP_MAX_QUEUE_SIZE.get())
+    batch = int(settings.BSP_MAX_EXPORT_BATCH_SIZE.get())
+    if batch > queue:
+        # A sane queue size smaller than our default batch: the SDK would refuse the pair.
+        if settings.BSP_MAX_EXPORT_BATCH_SIZE.given():
+            log.warning(
+                "%s=%d is larger than %s=%d; using %d",
+                settings.BSP_MAX_EXPORT_BATCH_SIZE.name,
+                batch,
+                settings.BSP_MAX_QUEUE_SIZE.name,
+                queue,
+                queue,
+            )
+        batch = queue
     return BatchSpanProcessor(
         exporter,
-        max_queue_size=setting("OTEL_BSP_MAX_QUEUE_SIZE"),
-        max_export_batch_size=setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
-        schedule_delay_millis=setting("OTEL_BSP_SCHEDULE_DELAY"),
+        max_queue_size=queue,
+        max_export_batch_size=batch,
+        schedule_delay_millis=settings.BSP_SCHEDULE_DELAY.get(),
+        export_timeout_millis=settings.BSP_EXPORT_TIMEOUT.get(),
     )
 
 
@@ -250,8 +251,7 @@ class Telemetry:
             return True
         self._shut = True
         if timeout is None:
-            raw = os.environ.get(SHUTDOWN_TIMEOUT_ENV, "")
-            timeout = float(raw) if raw.replace(".", "", 1).isdigit() else DEFAULT_SHUTDOWN_TIMEOUT
+            timeout = settings.SHUTDOWN_TIMEOUT.get()
         deadline = time.monotonic() + timeout
         # Spans get the deadline less a reserve; the metrics' final export, which carries
         # the pipeline's own counts (spans dropped at this deadline included), gets the rest.
@@ -305,23 +305,94 @@ def setup_telemetry(
     ``processors`` (the live view, the summary collector) see every span with its content
     attributes; the exporters (spans file, OTLP, console) get spans with content stripped
     unless content capture is on. ``OTEL_SDK_DISABLED=true`` gives no-op providers.
+
+    Every setting is read before anything is opened: raises
+    :class:`~telemetry.settings.SettingError` for a bad value of a setting that refuses one
+    (an unsupported protocol, a Prometheus port in use, ...; see
+    :mod:`telemetry.settings`) and ``OSError`` when the spans file cannot be opened —
+    either way with no file created and no server left listening.
     """
-    if _env_flag("OTEL_SDK_DISABLED"):
+    if settings.SDK_DISABLED.get():
         return Telemetry(
             enabled=False,
             tracer_provider=trace.NoOpTracerProvider(),
             meter_provider=metrics.NoOpMeterProvider(),
             content=ContentPolicy(0),
         )
+    settings.check("telemetry")
+    trace_names = _exporter_names("traces")
+    metric_names = _exporter_names("metrics")
+    for signal, names_of in (("traces", trace_names), ("metrics", metric_names)):
+        if "otlp" in names_of:
+            _protocol(signal)
     resource = Resource.create()
     service = str(resource.attributes.get(SERVICE_NAME, ""))
-    if not os.environ.get("OTEL_SERVICE_NAME") and service.startswith("unknown_service"):
+    if not settings.SERVICE_NAME.given() and service.startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
     policy = content_policy(live=live)
     redact = frozenset() if capture_content_enabled() else sc.CONTENT_KEYS
-    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-    names: list[str] = []
 
+    # Metric readers first: the Prometheus port may be taken, and that must be said before
+    # the spans file is opened.
+    readers: list[MetricReader] = []
+    closers: list[Callable[[], None]] = []
+    metric_counters: list[CountingMetricExporter] = []
+    names: list[str] = []
+    metric_labels: list[str] = []
+
+    def counting(exporter: MetricExporter, kind: str) -> CountingMetricExporter:
+        metric_counters.append(CountingMetricExporter(exporter, kind))
+        return metric_counters[-1]
+
+    def close_all() -> None:
+        for close in closers:
+            close()
+
+    try:
+        for name in metric_names:
+            if name == "otlp":
+                kind = f"otlp/{_protocol('metrics')}"
+                readers.append(
+                    PeriodicExportingMetricReader(
+                        counting(otlp_metric_exporter(), kind),
+                        export_interval_millis=_metric_interval(),
+                        export_timeout_millis=settings.METRIC_EXPORT_TIMEOUT.get(),
+                    )
+                )
+                metric_labels.append(f"metrics:{kind}")
+            elif name == "console":
+                readers.append(
+                    PeriodicExportingMetricReader(
+                        counting(ConsoleMetricExporter(out=sys.stderr), "console"),
+                        export_interval_millis=_metric_interval(),
+                        export_timeout_millis=settings.METRIC_EXPORT_TIMEOUT.get(),
+                    )
+                )
+                metric_labels.append("metrics:console")
+            else:
+                reader, close = prometheus_reader()
+                readers.append(reader)
+                closers.append(close)
+                metric_labels.append("metrics:prometheus")
+        span_exporters: list[tuple[SpanExporter, str]] = []
+        # The file goes first: shutdown flushes processors in order, so a stalled collector
+        # later in the list cannot keep spans from reaching the file.
+        if spans_file is not None:
+            # Appended, line by line under a lock: two runs in one folder keep both their
+            # spans.
+            span_exporters.append(
+                (OTLPJsonLinesExporter(spans_file, append=True), f"file:{spans_file}")
+            )
+        for name in trace_names:
+            if name == "otlp":
+                span_exporters.append((otlp_span_exporter(), f"otlp/{_protocol('traces')}"))
+            else:
+                span_exporters.append((ConsoleSpanExporter(out=sys.stderr), "console"))
+    except BaseException:
+        close_all()
+        raise
+
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     counted: list[CountingSpanExporter] = []
     ended = SpanCounter()
     tracer_provider.add_span_processor(ended)
@@ -336,53 +407,14 @@ def setup_telemetry(
         tracer_provider.add_span_processor(processor)
         names.append(label)
 
-    # The file goes first: shutdown flushes processors in order, so a stalled collector
-    # later in the list cannot keep spans from reaching the file.
     if spans_file is not None:
-        # Appended, line by line under a lock: two runs in one folder keep both their spans.
-        add_exporter(OTLPJsonLinesExporter(spans_file, append=True), f"file:{spans_file}")
+        add_exporter(*span_exporters.pop(0))
     for processor in processors:
         tracer_provider.add_span_processor(processor)
-    for name in _env_list("OTEL_TRACES_EXPORTER", "traces"):
-        if name == "otlp":
-            add_exporter(otlp_span_exporter(), f"otlp/{_protocol('traces')}")
-        elif name == "console":
-            add_exporter(ConsoleSpanExporter(out=sys.stderr), "console")
-        else:
-            log.warning("unsupported OTEL_TRACES_EXPORTER value %r ignored", name)
+    for exporter, label in span_exporters:
+        add_exporter(exporter, label)
+    names.extend(metric_labels)
 
-    readers: list[MetricReader] = []
-    closers: list[Callable[[], None]] = []
-    metric_counters: list[CountingMetricExporter] = []
-
-    def counting(exporter: MetricExporter, kind: str) -> CountingMetricExporter:
-        metric_counters.append(CountingMetricExporter(exporter, kind))
-        return metric_counters[-1]
-
-    for name in _env_list("OTEL_METRICS_EXPORTER", "metrics"):
-        if name == "otlp":
-            kind = f"otlp/{_protocol('metrics')}"
-            readers.append(
-                PeriodicExportingMetricReader(
-                    counting(otlp_metric_exporter(), kind),
-                    export_interval_millis=_metric_interval(),
-                )
-            )
-            names.append(f"metrics:{kind}")
-        elif name == "console":
-            readers.append(
-                PeriodicExportingMetricReader(
-                    counting(ConsoleMetricExporter(out=sys.stderr), "console")
-                )
-            )
-            names.append("metrics:console")
-        elif name == "prometheus":
-            reader, close = prometheus_reader()
-            readers.append(reader)
-            closers.append(close)
-            names.append("metrics:prometheus")
-        else:
-            log.warning("unsupported OTEL_METRICS_EXPORTER value %r ignored", name)
     meter_provider = MeterProvider(
         resource=resource, metric_readers=readers, shutdown_on_exit=False
     )
@@ -401,21 +433,29 @@ def setup_telemetry(
 def _metric_interval() -> float:
     """OTEL_METRIC_EXPORT_INTERVAL, else 5 s: agent runs are short, and rate() panels need
     more than the single point the SDK's 60-second default would send before exit."""
-    raw = os.environ.get("OTEL_METRIC_EXPORT_INTERVAL", "")
-    return float(raw) if raw.isdigit() else DEFAULT_METRIC_INTERVAL_MS
+    return settings.METRIC_EXPORT_INTERVAL.get()
 
 
 def prometheus_reader() -> tuple[MetricReader, Callable[[], None]]:
     """A Prometheus scrape endpoint on OTEL_EXPORTER_PROMETHEUS_HOST/PORT (localhost:9464).
 
-    Returns the reader and a function that stops the scrape server.
+    Returns the reader and a function that stops the scrape server. Raises
+    :class:`~telemetry.settings.SettingError` naming the port setting when the server
+    cannot listen (the port is in use, the host is not this machine's).
     """
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import start_http_server
 
-    host = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost")
-    port = int(os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464"))
-    server, thread = start_http_server(port=port, addr=host)
+    host = settings.PROMETHEUS_HOST.get()
+    port = int(settings.PROMETHEUS_PORT.get())
+    try:
+        server, thread = start_http_server(port=port, addr=host)
+    except OSError as exc:
+        raise settings.SettingError(
+            f"the Prometheus exporter cannot listen on {host}:{port} "
+            f"({exc.strerror or exc}); set {settings.PROMETHEUS_PORT.name} to a free port "
+            f"or {settings.PROMETHEUS_HOST.name} to an address of this machine"
+        ) from exc
 
     def close() -> None:
         server.shutdown()

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from telemetry import semconv as sc
 from telemetry.cost import PriceTable, default_prices, format_usd, uncached_input
-from telemetry.records import AttrValue, facts_of_readable_span
+from telemetry.records import AttrValue, ReadNotes, facts_of_readable_span
 from telemetry.redact import for_terminal
 
 
@@ -42,6 +42,8 @@ class SummarySpan(Protocol):
     def status(self) -> str: ...
     @property
     def attributes(self) -> Mapping[str, AttrValue]: ...
+    @property
+    def span_id(self) -> str: ...
 
 
 #: The span attributes the summary reads; a fast file reader need decode no others.
@@ -370,17 +372,36 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+class _Overlap(Exception):
+    """Parts of a file read apart hold the same span: read the file again in one pass."""
+
+
 class SummaryBuilder:
-    """Folds spans of any number of traces; :meth:`summary` picks one."""
+    """Folds spans of any number of traces; :meth:`summary` picks one.
+
+    A span whose id was seen before in its trace (a file concatenated with itself, a
+    collector that retried) is counted once; :attr:`duplicates` says how many were left
+    out.
+    """
 
     def __init__(self) -> None:
         self.traces: dict[str, TraceSummary] = {}
+        self.seen: dict[str, set[str]] = {}
+        self.duplicates = 0
 
     def add(self, span: SummarySpan) -> None:
-        """Fold one span into its trace's aggregate."""
+        """Fold one span into its trace's aggregate (once per span id)."""
         trace = self.traces.get(span.trace_id)
         if trace is None:
             trace = self.traces[span.trace_id] = TraceSummary(span.trace_id)
+            self.seen[span.trace_id] = set()
+        span_id = span.span_id
+        if span_id:
+            seen = self.seen[span.trace_id]
+            if span_id in seen:
+                self.duplicates += 1
+                return
+            seen.add(span_id)
         trace.add(span)
 
     def add_all(self, spans: Iterable[SummarySpan]) -> SummaryBuilder:
@@ -390,13 +411,22 @@ class SummaryBuilder:
         return self
 
     def merge(self, later: SummaryBuilder) -> SummaryBuilder:
-        """Fold in a builder fed the spans that came after ours; returns self."""
+        """Fold in a builder fed the spans that came after ours; returns self.
+
+        Raises :class:`_Overlap` if both hold a span of the same id (its stats were folded
+        twice and cannot be taken apart).
+        """
         for trace_id, trace in later.traces.items():
             mine = self.traces.get(trace_id)
             if mine is None:
                 self.traces[trace_id] = trace
+                self.seen[trace_id] = later.seen[trace_id]
             else:
+                if not self.seen[trace_id].isdisjoint(later.seen[trace_id]):
+                    raise _Overlap(trace_id)
+                self.seen[trace_id] |= later.seen[trace_id]
                 mine.merge(trace)
+        self.duplicates += later.duplicates
         return self
 
     def summary(self, trace_id: str | None = None) -> TraceSummary:
@@ -415,9 +445,15 @@ class SummaryBuilder:
         )
 
 
-def summarize(spans: Iterable[SummarySpan], trace_id: str | None = None) -> str:
-    """The rendered summary of one trace among ``spans``."""
-    return SummaryBuilder().add_all(spans).summary(trace_id).render()
+def summarize(
+    spans: Iterable[SummarySpan], trace_id: str | None = None, notes: ReadNotes | None = None
+) -> str:
+    """The rendered summary of one trace among ``spans``; spans read twice are counted
+    once, and counted in ``notes``."""
+    builder = SummaryBuilder().add_all(spans)
+    if notes is not None:
+        notes.duplicates += builder.duplicates
+    return builder.summary(trace_id).render()
 
 
 #: Files at least this big are read by several processes at once (one per CPU, at most 4).
@@ -431,24 +467,34 @@ def _scan_part(path: str, start: int, end: int) -> SummaryBuilder:
 
 
 def summarize_file(
-    path: str | os.PathLike[str], trace_id: str | None = None, *, workers: int | None = None
+    path: str | os.PathLike[str],
+    trace_id: str | None = None,
+    *,
+    workers: int | None = None,
+    notes: ReadNotes | None = None,
 ) -> str:
-    """The rendered summary of one trace of an OTLP/JSON-lines spans file.
+    """The rendered summary of one trace of an OTLP/JSON-lines spans file (``-``: stdin).
 
-    One streaming pass that decodes only the attributes the summary reads. A file of
-    :data:`PARALLEL_BYTES` or more is split at line boundaries and its parts are read by
+    One streaming pass that decodes only the attributes the summary reads. A regular file
+    of :data:`PARALLEL_BYTES` or more is split at line boundaries and its parts are read by
     ``workers`` processes (default: one per available CPU, at most 4); their aggregates
-    are merged in file order, so the result is the same as one pass.
+    are merged in file order, so the result is the same as one pass. With ``notes``, a
+    last line cut short is skipped rather than an error, and what was left out (that line,
+    spans read twice) is counted there.
     """
-    from telemetry.scan import scan_spans_file, split_lines
+    from telemetry.scan import scan_spans_file, split_lines, splittable_size
 
     name = os.fspath(path)
     if workers is None:
-        big = os.path.getsize(name) >= PARALLEL_BYTES
+        big = splittable_size(name) >= PARALLEL_BYTES
         workers = min(4, len(os.sched_getaffinity(0))) if big else 1
     parts = split_lines(name, workers) if workers > 1 else []
+
+    def one_pass() -> str:
+        return summarize(scan_spans_file(name, SUMMARY_KEYS, notes=notes), trace_id, notes)
+
     if len(parts) < 2:
-        return summarize(scan_spans_file(name, SUMMARY_KEYS), trace_id)
+        return one_pass()
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -458,12 +504,15 @@ def summarize_file(
         with ProcessPoolExecutor(len(parts), mp_context=context) as pool:
             starts, ends = [a for a, _ in parts], [b for _, b in parts]
             builders = list(pool.map(_scan_part, [name] * len(parts), starts, ends))
-    except ValueError:
-        # A malformed line: read again in one pass, whose error names the line number.
-        return summarize(scan_spans_file(name, SUMMARY_KEYS), trace_id)
-    merged = builders[0]
-    for later in builders[1:]:
-        merged.merge(later)
+        merged = builders[0]
+        for later in builders[1:]:
+            merged.merge(later)
+    except (ValueError, _Overlap):
+        # A malformed (or cut) line: read again in one pass, whose error names the line
+        # number; the same span in two parts: one pass counts it once.
+        return one_pass()
+    if notes is not None:
+        notes.duplicates += merged.duplicates
     return merged.summary(trace_id).render()
 
 

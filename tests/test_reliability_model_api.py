@@ -75,7 +75,7 @@ def black_hole() -> Iterator[str]:
 
 
 async def run_a_and_b(
-    traced: Traced, base_url: str, **client: Any
+    traced: Traced, base_url: str, *, stream: bool = True, **client: Any
 ) -> tuple[AgentResult, AgentResult]:
     """Run ``a`` (real client on ``base_url``) and ``b`` (scripted, ends after one call)."""
     model = AnthropicModel(
@@ -86,7 +86,9 @@ async def run_a_and_b(
     )
     b_says = Reply(text="b is fine", stop_reason="end_turn", think=0.01)
     others = ScriptedModel(latency=0.01, policy=lambda _conv: b_says)
-    run = traced.context(model=ByAgent(model, others), config=RunConfig(model=MODEL, max_turns=4))
+    run = traced.context(
+        model=ByAgent(model, others), config=RunConfig(model=MODEL, max_turns=4, stream=stream)
+    )
     run.hub.register("a")
     run.hub.register("b")
     try:
@@ -161,6 +163,123 @@ async def test_a_malformed_response_ends_that_agent_with_an_error_and_no_retry_s
     assert len(api.message_requests) == 1  # a 200 is not retried, and a stops at once
 
 
+def _usage_message(**usage: Any) -> MessageReply:
+    return MessageReply(
+        {
+            "id": "msg_usage",
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "text", "text": "hi"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 3, "output_tokens": 1, **usage},
+        }
+    )
+
+
+def _content_message(content: list[Any]) -> MessageReply:
+    return MessageReply(
+        {
+            "id": "msg_content",
+            "type": "message",
+            "role": "assistant",
+            "content": content,
+            "stop_reason": "tool_use",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 3, "output_tokens": 1},
+        }
+    )
+
+
+#: Token counts no server should send: negative (they would lower the run's token budget),
+#: beyond what JSON readers hold exactly, not whole numbers.
+BAD_USAGE = [
+    pytest.param({"input_tokens": -1_000_000}, id="negative-input"),
+    pytest.param({"output_tokens": -5}, id="negative-output"),
+    pytest.param({"cache_read_input_tokens": -7}, id="negative-cache-read"),
+    pytest.param({"input_tokens": 10**30}, id="huge-input"),
+    pytest.param({"output_tokens": 2**63}, id="output-beyond-int64"),
+    pytest.param({"cache_creation_input_tokens": 2**60}, id="huge-cache-creation"),
+]
+#: Only whole responses: a stream's counts go through the SDK's pydantic accumulation,
+#: which coerces them (True becomes 1) or warns (2.5) before orchestrace sees them.
+NOT_WHOLE_NUMBERS = [
+    pytest.param({"input_tokens": 2.5}, id="fractional"),
+    pytest.param({"output_tokens": True}, id="boolean"),
+    pytest.param({"output_tokens": "7"}, id="a-string"),
+]
+
+
+@pytest.mark.parametrize(
+    ("usage", "stream"),
+    [
+        *[pytest.param(*p.values, True, id=f"{p.id}-stream") for p in BAD_USAGE],
+        *[pytest.param(*p.values, False, id=f"{p.id}-whole") for p in BAD_USAGE],
+        *[pytest.param(*p.values, False, id=f"{p.id}-whole") for p in NOT_WHOLE_NUMBERS],
+    ],
+)
+async def test_token_counts_that_cannot_be_true_are_a_malformed_response(
+    traced: Traced, api: FakeMessagesAPI, usage: dict[str, Any], stream: bool
+) -> None:
+    api.enqueue(_usage_message(**usage))
+    api.reply_text("never reached")
+    a, _ = await run_a_and_b(traced, api.url, stream=stream)
+    assert (a.state, a.reason) == (AgentState.CRASHED, "malformed_response")
+    (chat,) = chats_of(traced, "a")
+    attrs = chat.attributes or {}
+    assert attrs["error.type"] == "MalformedResponseError"
+    assert not any(k.startswith("gen_ai.usage.") for k in attrs)  # nothing untrue recorded
+    assert len(api.message_requests) == 1
+
+
+MALFORMED_CONTENT = [
+    pytest.param([5], id="a-number"),
+    pytest.param([None], id="null"),
+    pytest.param(["text"], id="a-string"),
+    pytest.param([[{"type": "text", "text": "x"}]], id="a-list"),
+    pytest.param([{"text": "no type"}], id="no-type"),
+    pytest.param([{"type": 7}], id="type-not-a-string"),
+    pytest.param([{"type": "text", "text": 5}], id="text-not-a-string"),
+    pytest.param([{"type": "tool_use", "name": "sleep"}], id="tool-use-without-id-or-input"),
+    pytest.param(
+        [{"type": "tool_use", "id": "toolu_1", "name": 5, "input": {}}], id="tool-name-a-number"
+    ),
+    pytest.param(
+        [{"type": "tool_use", "id": None, "name": "sleep", "input": {"seconds": 0}}],
+        id="tool-id-null",
+    ),
+]
+
+
+@pytest.mark.parametrize("content", MALFORMED_CONTENT)
+async def test_a_malformed_content_block_ends_the_agent_as_a_malformed_response(
+    traced: Traced, api: FakeMessagesAPI, content: list[Any]
+) -> None:
+    api.enqueue(_content_message(content))
+    api.reply_text("never reached")
+    a, _ = await run_a_and_b(traced, api.url, stream=False)
+    assert (a.state, a.reason) == (AgentState.CRASHED, "malformed_response")
+    (chat,) = chats_of(traced, "a")
+    assert (chat.attributes or {})["error.type"] == "MalformedResponseError"
+    assert len(api.message_requests) == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param([{"type": "tool_use", "name": "sleep"}], id="tool-use-without-id"),
+        pytest.param([{"text": "no type"}], id="no-type"),
+    ],
+)
+async def test_a_malformed_streamed_content_block_ends_the_agent_as_a_malformed_response(
+    traced: Traced, api: FakeMessagesAPI, content: list[Any]
+) -> None:
+    api.enqueue(_content_message(content))
+    api.reply_text("never reached")
+    a, _ = await run_a_and_b(traced, api.url, stream=True)
+    assert (a.state, a.reason) == (AgentState.CRASHED, "malformed_response")
+
+
 def _message(content: list[dict[str, Any]], stop_reason: str | None) -> MessageReply:
     return MessageReply(
         {
@@ -227,3 +346,67 @@ async def test_an_unknown_content_block_type_does_not_crash_the_agent(
     )
     a, _ = await run_a_and_b(traced, api.url)
     assert a.reason != "TypeError"
+
+
+def _tool_use_message(**usage: int) -> MessageReply:
+    return MessageReply(
+        {
+            "id": "msg_tool",
+            "type": "message",
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "sleep", "input": {"seconds": 0}}
+            ],
+            "stop_reason": "tool_use",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+    )
+
+
+@pytest.mark.parametrize("first_input", [20, -1_000_000], ids=["honest", "negative"])
+async def test_a_negative_count_cannot_buy_more_tokens_than_the_cap(
+    api: FakeMessagesAPI, tmp_path: Any, first_input: int
+) -> None:
+    import orchestrace
+    from orchestrace import Agent, RunLimits
+
+    for _ in range(5):
+        api.enqueue(_tool_use_message(input_tokens=first_input, output_tokens=20))
+    model = AnthropicModel(base_url=api.url, api_key="sk-test-not-a-real-key", max_retries=0)
+    result = await orchestrace.run(
+        Agent("solo", "x", task="go"),
+        model=model,
+        limits=RunLimits(max_tokens_total=30),
+        spans_file=tmp_path / "spans.jsonl",
+    )
+    await model.close()
+    # honest: 40 tokens cross the cap of 30, the next call is refused; a negative count
+    # is a malformed response, so it never lowers what the run has used
+    expected = "limit:max_tokens_total" if first_input > 0 else "malformed_response"
+    assert result.lead.reason == expected
+    assert len(api.message_requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("input_tokens", "reason"),
+    [(2**53 - 1, "end_turn"), (2**63, "malformed_response"), (10**30, "malformed_response")],
+    ids=["largest-believed", "beyond-int64", "absurd"],
+)
+async def test_the_live_summary_and_the_spans_file_summary_agree_on_any_count(
+    api: FakeMessagesAPI, tmp_path: Any, input_tokens: int, reason: str
+) -> None:
+    import orchestrace
+    from orchestrace import Agent
+    from telemetry.summary import summarize_file
+
+    api.enqueue(_usage_message(input_tokens=input_tokens))
+    model = AnthropicModel(base_url=api.url, api_key="sk-test-not-a-real-key", max_retries=0)
+    path = tmp_path / "spans.jsonl"
+    result = await orchestrace.run(Agent("solo", "x", task="go"), model=model, spans_file=path)
+    await model.close()
+    assert result.lead.reason == reason
+    assert result.summary is not None
+    live = result.summary.render()
+    assert live == summarize_file(path)
+    assert (str(input_tokens) in live) == (reason == "end_turn")
