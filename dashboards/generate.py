@@ -180,6 +180,7 @@ TURNS = METRICS[sc.METRIC_AGENT_TURNS]
 WAIT = METRICS[sc.METRIC_AGENT_WAIT]
 RUNS = METRICS[sc.METRIC_RUNS]
 COST = METRICS[sc.METRIC_COST]
+ATTEMPTS = METRICS[sc.METRIC_MODEL_ATTEMPTS]
 AGENTS_ENDED = METRICS[sc.METRIC_AGENTS_ENDED]
 AGENTS_WAITING = METRICS[sc.METRIC_AGENTS_WAITING]
 WAIT_LONGEST = METRICS[sc.METRIC_AGENT_WAIT_LONGEST]
@@ -393,6 +394,25 @@ def overview() -> model.Dashboard:
                 "Share of model calls that ended with error.type set (after the SDK's retries).",
                 "percentunit",
                 [promql("A", error_ratio(OPERATION, SERVICE_MODEL, [MODEL]), f"{{{{{MODEL}}}}}")],
+            )
+        )
+        .with_panel(
+            graph(
+                "Model-call attempts /s by model and error",
+                "orchestrace.model.attempts: every HTTP attempt, retried ones included, by "
+                "error.type (none: the attempt succeeded). A 429 or 529 retried into a "
+                "success shows here, not in the error ratio.",
+                "reqps",
+                [
+                    promql(
+                        "A",
+                        # Succeeded attempts have no error.type: shown as "none".
+                        f"label_replace({rate(ATTEMPTS.name, SERVICE_MODEL, [MODEL, ERROR])}, "
+                        f'"{ERROR}", "none", "{ERROR}", "")',
+                        f"{{{{{MODEL}}}}} {{{{{ERROR}}}}}",
+                    )
+                ],
+                width=24,
             )
         )
         .with_panel(

@@ -45,6 +45,8 @@ class Tally:
     an SDK measurement — attribute hashing, aggregation lookup, exemplar sampling — per
     event. Counts carry no exemplars; the histograms, which do, are where a spike is chased
     to its trace. Counts are integers unless a float is added (the cost counter, in USD).
+    An empty value leaves its key out of the attribute set (an optional attribute, such as
+    ``error.type`` on a counted success).
     """
 
     def __init__(
@@ -64,7 +66,7 @@ class Tally:
     def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         """The observable's callback: the running total of every attribute set seen."""
         return [
-            Observation(total, dict(zip(self.keys, values, strict=True)))
+            Observation(total, {k: v for k, v in zip(self.keys, values, strict=True) if v})
             for values, total in self.counts.copy().items()
         ]
 
@@ -264,6 +266,15 @@ class Instruments:
             description="Prompt-cache input tokens, by kind (read or creation).",
             keys=(*CHAT_KEYS, sc.CACHE_KIND),
         )
+        #: Every HTTP attempt of a model call, retries included, by how it ended.
+        self.model_attempts = Tally(
+            meter,
+            sc.METRIC_MODEL_ATTEMPTS,
+            unit="{attempt}",
+            description="Model-call HTTP attempts, retried ones included; error.type and "
+            "http.response.status_code say how each ended (a stream ends with its last event).",
+            keys=ATTEMPT_KEYS,
+        )
         self.cost = Tally(
             meter,
             sc.METRIC_COST,
@@ -374,6 +385,17 @@ CHAT_KEYS: Final = (
     sc.GEN_AI_PROVIDER_NAME,
     sc.GEN_AI_REQUEST_MODEL,
     sc.GEN_AI_RESPONSE_MODEL,
+)
+
+#: The attributes of ``orchestrace.model.attempts``: operation, provider, request model, the
+#: attempt's HTTP status (absent when no response came) and its error.type (absent: it
+#: succeeded).
+ATTEMPT_KEYS: Final = (
+    sc.GEN_AI_OPERATION_NAME,
+    sc.GEN_AI_PROVIDER_NAME,
+    sc.GEN_AI_REQUEST_MODEL,
+    sc.HTTP_RESPONSE_STATUS_CODE,
+    sc.ERROR_TYPE,
 )
 
 

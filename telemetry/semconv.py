@@ -109,6 +109,11 @@ EVENT_ATTEMPT_FAILED: Final = "orchestrace.model.attempt_failed"
 # --- metrics -------------------------------------------------------------------------------
 METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+#: Every HTTP attempt of a model call (retries included), by operation, provider, request
+#: model, ``http.response.status_code`` and ``error.type`` (failed attempts only). The GenAI
+#: conventions count calls, not attempts, and ``http.client.request.duration`` belongs to
+#: an HTTP client instrumentation. Prometheus: ``orchestrace_model_attempts_total``.
+METRIC_MODEL_ATTEMPTS: Final = "orchestrace.model.attempts"
 METRIC_CACHE_TOKENS: Final = "orchestrace.model.cache_tokens"
 METRIC_TOOL_DURATION: Final = "orchestrace.tool.duration"
 METRIC_MESSAGES_SENT: Final = "orchestrace.messages.sent"

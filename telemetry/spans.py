@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -159,6 +159,10 @@ def _clock() -> float:
         return time.monotonic()
 
 
+def _count_nothing(_status: int | None, _error: str | None) -> None:
+    return None
+
+
 @dataclass
 class _ChatState:
     span: Span
@@ -166,6 +170,20 @@ class _ChatState:
     #: When the call started, and when its (latest attempt's) stream gave its first content.
     started: float = 0.0
     first_token: float | None = None
+    #: Counts one ended attempt in ``orchestrace.model.attempts`` (its HTTP status, if a
+    #: response came, and its error.type, if it failed).
+    count_attempt: Callable[[int | None, str | None], None] = _count_nothing
+    #: The status of the latest attempt that got a response and is not counted yet: its
+    #: (possibly streamed) body may still fail, so it ends with the stream or the call.
+    open_status: int | None = None
+    #: Attempts counted so far (a client that reports none is counted once, at the end).
+    counted: int = 0
+
+    def count(self, status: int | None, error: str | None) -> None:
+        """Count one ended attempt."""
+        self.open_status = None
+        self.counted += 1
+        self.count_attempt(status, error)
 
 
 _current_chat: ContextVar[_ChatState | None] = ContextVar("orchestrace_chat", default=None)
@@ -176,6 +194,8 @@ def begin_model_attempt() -> int:
     state = _current_chat.get()
     if state is None:
         return 0
+    if state.open_status is not None:  # the previous attempt's response ended well
+        state.count(state.open_status, None)
     state.attempts += 1
     state.first_token = None  # a new attempt: its stream has given nothing yet
     return state.attempts - 1
@@ -214,18 +234,27 @@ def model_attempt_failed_mid_stream(*, status_code: int | None, error: str) -> N
     if status_code is not None:
         attributes[sc.HTTP_RESPONSE_STATUS_CODE] = status_code
     state.span.add_event(sc.EVENT_ATTEMPT_FAILED, attributes)
+    state.count(status_code, error)
 
 
 def end_model_attempt(attempt: int, *, status_code: int | None, error: str | None) -> None:
-    """Record a failed attempt (HTTP error status or connection error) as a span event."""
+    """The response (or failure) of one HTTP attempt: a failed one (HTTP error status or
+    connection error) is a span event and counted in ``orchestrace.model.attempts`` now; a
+    successful one is counted when its body has been read (:func:`model_attempt_failed_mid_stream`
+    or the end of the call)."""
     state = _current_chat.get()
-    if state is None or (error is None and status_code is not None and status_code < 400):
+    if state is None:
+        return
+    if error is None and status_code is not None and status_code < 400:
+        state.open_status = status_code
         return
     attributes: dict[str, Any] = {sc.HTTP_REQUEST_RESEND_COUNT: attempt}
     if status_code is not None:
         attributes[sc.HTTP_RESPONSE_STATUS_CODE] = status_code
-    attributes[sc.ERROR_TYPE] = error if error is not None else str(status_code)
+    error_type = error if error is not None else str(status_code)
+    attributes[sc.ERROR_TYPE] = error_type
     state.span.add_event(sc.EVENT_ATTEMPT_FAILED, attributes)
+    state.count(status_code, error_type)
 
 
 # --- handles -----------------------------------------------------------------------------
@@ -486,7 +515,19 @@ class RunTelemetry:
             set_status_on_exception=False,
         )
         call = ChatCall(span, self.content)
-        state = _ChatState(span, started=_clock())
+        attempts = self.instruments.model_attempts
+
+        def count_attempt(status: int | None, error: str | None) -> None:
+            attempts.add(
+                1,
+                sc.OP_CHAT,
+                sc.PROVIDER_ANTHROPIC,
+                model,
+                "" if status is None else str(status),
+                error or "",
+            )
+
+        state = _ChatState(span, started=_clock(), count_attempt=count_attempt)
         token = _current_chat.set(state)
         started = time.perf_counter()
         error_type: str | None = None
@@ -500,6 +541,10 @@ class RunTelemetry:
         finally:
             ended = _clock()
             _current_chat.reset(token)
+            if state.open_status is not None or state.counted == 0:
+                # The last response's body was read (or failed as error_type); a client
+                # that reports no attempts (the scripted model) made one.
+                state.count(state.open_status, error_type)
             if state.attempts > 1:
                 span.set_attribute(sc.HTTP_REQUEST_RESEND_COUNT, state.attempts - 1)
             self._record_chat_metrics(

@@ -188,20 +188,28 @@ def error_ratio_cases() -> list[Case]:
 
 
 def retry_storm_cases() -> list[Case]:
+    """Counted per attempt: retries that later succeed fire it, though no call failed."""
     threshold = T["model_rate_limited_per_minute"]
-    name = "gen_ai_client_operation_duration_seconds_count"
-    busy = [series(name, counter(1000, 15), **OK)]
+    name = "orchestrace_model_attempts_total"
+    calls = "gen_ai_client_operation_duration_seconds_count"
+    # Every call ends well (no error_type on the call histogram), after its retries.
+    busy = [
+        series(name, counter(1000, 15), http_response_status_code="200", **OK),
+        series(calls, counter(1000, 15), **OK),
+    ]
+
+    def failed(per_minute: float, status: str) -> tuple[str, Values]:
+        return series(
+            name, counter(per_minute, 15), error_type=status, http_response_status_code=status, **OK
+        )
+
     return [
-        Case("fires on 429s above the threshold",
-             [*busy, series(name, counter(above(threshold), 15), error_type="429", **OK)],
-             15, [MODEL]),
-        Case("fires on 529s above the threshold",
-             [*busy, series(name, counter(above(threshold), 15), error_type="529", **OK)],
-             15, [MODEL]),
-        Case("silent below the threshold, and other errors do not count",
-             [*busy,
-              series(name, counter(below(threshold), 15), error_type="429", **OK),
-              series(name, counter(above(threshold) * 10, 15), error_type="500", **OK)],
+        Case("fires on retried 429 attempts above the threshold though every call succeeds",
+             [*busy, failed(above(threshold), "429")], 15, [MODEL]),
+        Case("fires on retried 529 attempts above the threshold though every call succeeds",
+             [*busy, failed(above(threshold), "529")], 15, [MODEL]),
+        Case("silent on a few retried attempts, and other errors do not count",
+             [*busy, failed(below(threshold), "429"), failed(above(threshold) * 10, "500")],
              15),
     ]  # fmt: skip
 
