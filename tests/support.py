@@ -88,6 +88,7 @@ SNAPSHOT_KEYS = (
     "gen_ai.request.model",
     "gen_ai.response.finish_reasons",
     "orchestrace.agent.role",
+    "orchestrace.agent.caller",
     "orchestrace.agent.state",
     "orchestrace.agent.end_reason",
     "orchestrace.tool.is_error",
