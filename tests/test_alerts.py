@@ -164,14 +164,31 @@ MODEL = {"gen_ai_request_model": "claude-opus-4-8"}
 OK = {**MODEL, "gen_ai_operation_name": "chat"}
 
 
+#: Model-call histograms in the default GenAI layout and the latest conventions'
+#: (OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental): the alerts read either.
+CALLS = {
+    "default": "gen_ai_client_operation_duration_seconds",
+    "latest": "gen_ai_client_inference_duration_seconds",
+}
+FIRST_CHUNK = {
+    "default": "gen_ai_client_operation_time_to_first_chunk_seconds",
+    "latest": "gen_ai_client_inference_time_to_first_chunk_seconds",
+}
+
+
 def error_ratio_cases() -> list[Case]:
     threshold = T["model_error_ratio"]
-    name = "gen_ai_client_operation_duration_seconds_count"
     cases = []
-    for label, ratio, fires in (
-        ("fires above the threshold", (threshold + 1) / 2, True),
-        ("silent below the threshold", below(threshold), False),
+    for (label, ratio, fires), (layout, base) in (
+        (case, layout)
+        for case in (
+            ("fires above the threshold", (threshold + 1) / 2, True),
+            ("silent below the threshold", below(threshold), False),
+        )
+        for layout in CALLS.items()
     ):
+        name = f"{base}_count"
+        label = f"{label} ({layout} layout)"
         errors, ok = ratio_counts(ratio)
         cases.append(
             Case(
@@ -225,10 +242,24 @@ def token_cases() -> list[Case]:
             series(name, counter(half, 20), gen_ai_token_type="output", **OK),
         ]
 
+    def counters(per_minute: float) -> list[tuple[str, Values]]:
+        """The latest conventions' token counters: input and output apart, both counted."""
+        half = per_minute / 2
+        return [
+            series(f"gen_ai_client_inference_usage_{kind}_tokens_total", counter(half, 20),
+                   gen_ai_token_modality="text", **OK)
+            for kind in ("input", "output")
+        ]  # fmt: skip
+
     return [
         Case("fires above the budget", tokens(above(threshold)), 20, [{}]),
         Case("silent within the budget", tokens(below(threshold)), 20),
-    ]
+        Case("fires above the budget (latest layout)", counters(above(threshold)), 20, [{}]),
+        # each counter alone is above 3/4 of the budget: both must be added to fire
+        Case("fires when input and output only add up above the budget (latest layout)",
+             counters(threshold * 1.5), 20, [{}]),
+        Case("silent within the budget (latest layout)", counters(below(threshold)), 20),
+    ]  # fmt: skip
 
 
 def cost_cases() -> list[Case]:
@@ -244,9 +275,9 @@ def cost_cases() -> list[Case]:
 
 def latency_cases(metric: str, threshold: float) -> list[Case]:
     return [
-        Case("fires when p95 is above the threshold",
+        Case(f"fires when p95 is above the threshold ({metric})",
              histogram(metric, threshold, 15, **OK), 15, [MODEL]),
-        Case("silent when calls are fast", histogram(metric, None, 15, **OK), 15),
+        Case(f"silent when calls are fast ({metric})", histogram(metric, None, 15, **OK), 15),
     ]  # fmt: skip
 
 
@@ -312,13 +343,16 @@ CASES: dict[str, list[Case]] = {
     "OrchestraceModelRetryStorm": retry_storm_cases(),
     "OrchestraceTokenBudget": token_cases(),
     "OrchestraceCostBudget": cost_cases(),
-    "OrchestraceTimeToFirstTokenSlow": latency_cases(
-        "gen_ai_client_operation_time_to_first_chunk_seconds",
-        T["time_to_first_token_p95_seconds"],
-    ),
-    "OrchestraceModelLatencyHigh": latency_cases(
-        "gen_ai_client_operation_duration_seconds", T["model_latency_p95_seconds"]
-    ),
+    "OrchestraceTimeToFirstTokenSlow": [
+        case
+        for metric in FIRST_CHUNK.values()
+        for case in latency_cases(metric, T["time_to_first_token_p95_seconds"])
+    ],
+    "OrchestraceModelLatencyHigh": [
+        case
+        for metric in CALLS.values()
+        for case in latency_cases(metric, T["model_latency_p95_seconds"])
+    ],
     "OrchestraceMessagesUndeliverable": undeliverable_cases(),
     "OrchestraceAgentBlocked": blocked_cases(),
     "OrchestraceSpansDropped": growth_cases(
