@@ -22,7 +22,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final
@@ -115,6 +115,9 @@ class PromMetric:
     otel_name: str
     name: str
     kind: Kind
+    #: The Prometheus name of the same histogram in the other GenAI layout (the latest
+    #: conventions, ``OTEL_SEMCONV_STABILITY_OPT_IN``): queries read either.
+    twin: str | None = None
 
     @property
     def bucket(self) -> str:
@@ -134,7 +137,16 @@ class PromMetric:
     def _series(self, suffix: str) -> str:
         if self.kind is not Kind.HISTOGRAM:
             raise TypeError(f"{self.otel_name} is not a histogram")
-        return self.name + suffix
+        if self.twin is None:
+            return self.name + suffix
+        return f"{self.name}{suffix}|{self.twin}{suffix}"
+
+
+def select(series: str, selector: str) -> str:
+    """``series{selector}``; ``a|b`` (either layout's name) selects both by ``__name__``."""
+    if "|" in series:
+        return f'{{__name__=~"{series}"{", " + selector if selector else ""}}}'
+    return f"{series}{{{selector}}}"
 
 
 def catalog() -> dict[str, PromMetric]:
@@ -168,8 +180,19 @@ def catalog() -> dict[str, PromMetric]:
 
 METRICS: Final = catalog()
 
-OPERATION = METRICS[sc.METRIC_OPERATION_DURATION]
+# Model calls, in the default layout or the latest conventions' (whichever the service emits).
+OPERATION = replace(
+    METRICS[sc.METRIC_OPERATION_DURATION], twin=METRICS[sc.METRIC_INFERENCE_DURATION].name
+)
+TIME_TO_FIRST_CHUNK = replace(
+    METRICS[sc.METRIC_TIME_TO_FIRST_CHUNK],
+    twin=METRICS[sc.METRIC_INFERENCE_TIME_TO_FIRST_CHUNK].name,
+)
 TOKENS = METRICS[sc.METRIC_TOKEN_USAGE]
+INPUT_TOKENS = METRICS[sc.METRIC_INFERENCE_INPUT_TOKENS]
+OUTPUT_TOKENS = METRICS[sc.METRIC_INFERENCE_OUTPUT_TOKENS]
+CACHE_READ_TOKENS = METRICS[sc.METRIC_INFERENCE_CACHE_READ_TOKENS]
+CACHE_WRITE_TOKENS = METRICS[sc.METRIC_INFERENCE_CACHE_WRITE_TOKENS]
 CACHE_TOKENS = METRICS[sc.METRIC_CACHE_TOKENS]
 TOOL = METRICS[sc.METRIC_TOOL_DURATION]
 SENT = METRICS[sc.METRIC_MESSAGES_SENT]
@@ -180,6 +203,10 @@ TURNS = METRICS[sc.METRIC_AGENT_TURNS]
 WAIT = METRICS[sc.METRIC_AGENT_WAIT]
 RUNS = METRICS[sc.METRIC_RUNS]
 COST = METRICS[sc.METRIC_COST]
+ATTEMPTS = METRICS[sc.METRIC_MODEL_ATTEMPTS]
+INVOCATION = METRICS[sc.METRIC_INVOCATION_DURATION]
+INFERENCE_CALLS = METRICS[sc.METRIC_INFERENCE_CALLS]
+TOOL_CALLS = METRICS[sc.METRIC_TOOL_CALLS]
 AGENTS_ENDED = METRICS[sc.METRIC_AGENTS_ENDED]
 AGENTS_WAITING = METRICS[sc.METRIC_AGENTS_WAITING]
 WAIT_LONGEST = METRICS[sc.METRIC_AGENT_WAIT_LONGEST]
@@ -195,6 +222,8 @@ TOKEN_TYPE = label(sc.GEN_AI_TOKEN_TYPE)
 CACHE_KIND = label(sc.CACHE_KIND)
 TOOL_NAME = label(sc.GEN_AI_TOOL_NAME)
 ERROR = label(sc.ERROR_TYPE)
+OP = label(sc.GEN_AI_OPERATION_NAME)
+WORKFLOW = label(sc.GEN_AI_WORKFLOW_NAME)
 ROLE = label(sc.AGENT_ROLE)
 STATE = label(sc.AGENT_STATE)
 OUTCOME = label(sc.MESSAGE_OUTCOME)
@@ -202,6 +231,8 @@ SCENARIO = label(sc.RUN_SCENARIO)
 RUN_OUTCOME = label(sc.RUN_OUTCOME)
 EXPORTER = label(sc.TELEMETRY_EXPORTER)
 
+#: The label that keeps the two GenAI layouts' rates apart inside one sum.
+LAYOUT: Final = "orchestrace_layout"
 SERVICE: Final = 'job=~"$service"'
 SERVICE_MODEL: Final = f'{SERVICE}, {MODEL}=~"$model"'
 
@@ -210,7 +241,29 @@ SERVICE_MODEL: Final = f'{SERVICE}, {MODEL}=~"$model"'
 def rate(series: str, selector: str, by: Sequence[str] = ()) -> str:
     """``sum by (...) (rate(series{selector}[$__rate_interval]))``."""
     grouping = f" by ({', '.join(by)})" if by else ""
-    return f"sum{grouping} (rate({series}{{{selector}}}[{RATE}]))"
+    if "|" not in series:
+        return f"sum{grouping} (rate({series}{{{selector}}}[{RATE}]))"
+    # Either layout's series (a service switched layouts keeps both for a while): each rate
+    # labelled apart so their label sets never collide, then summed.
+    rates = " or ".join(
+        f'label_replace(rate({name}{{{selector}}}[{RATE}]), "{LAYOUT}", "{name}", "", "")'
+        for name in series.split("|")
+    )
+    return f"sum{grouping} ({rates})"
+
+
+def either(*queries: str) -> str:
+    """The first query's series, or the others' where it has none (one per GenAI layout)."""
+    return " or ".join(queries)
+
+
+def as_label(counter: PromMetric, key: str, value: str) -> str:
+    """A latest-layout token counter's rate by model, labelled ``key=value`` like the default
+    layout's series it stands in for."""
+    return (
+        f'label_replace({rate(counter.name, SERVICE_MODEL, [MODEL])}, "{key}", "{value}", '
+        f'"{key}", "")'
+    )
 
 
 def quantile(q: float, metric: PromMetric, selector: str, by: Sequence[str]) -> str:
@@ -306,7 +359,7 @@ def service_variable() -> dashboard.QueryVariable:
         dashboard.QueryVariable("service")
         .label("Service")
         .datasource(prometheus_ref())
-        .query(f"label_values({OPERATION.count}, job)")
+        .query(f"label_values({select(OPERATION.count, '')}, job)")
         .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
@@ -322,7 +375,7 @@ def model_variable() -> dashboard.QueryVariable:
         dashboard.QueryVariable("model")
         .label("Model")
         .datasource(prometheus_ref())
-        .query(f"label_values({OPERATION.count}{{{SERVICE}}}, {MODEL})")
+        .query(f"label_values({select(OPERATION.count, SERVICE)}, {MODEL})")
         .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
@@ -374,7 +427,8 @@ def overview() -> model.Dashboard:
         .with_panel(
             graph(
                 "Model calls /s by model",
-                "Rate of GenAI client operations (gen_ai.client.operation.duration count).",
+                "Rate of model calls (gen_ai.client.operation.duration count; with the latest "
+                "conventions gen_ai.client.inference.duration).",
                 "reqps",
                 [promql("A", rate(OPERATION.count, SERVICE_MODEL, [MODEL]), f"{{{{{MODEL}}}}}")],
             )
@@ -382,7 +436,8 @@ def overview() -> model.Dashboard:
         .with_panel(
             graph(
                 "Model call latency p50 / p95 / p99",
-                "gen_ai.client.operation.duration quantiles by requested model.",
+                "gen_ai.client.operation.duration (or gen_ai.client.inference.duration) quantiles "
+                "by requested model.",
                 "s",
                 quantile_targets(OPERATION, SERVICE_MODEL, MODEL),
             )
@@ -397,13 +452,33 @@ def overview() -> model.Dashboard:
         )
         .with_panel(
             graph(
+                "Model-call attempts /s by model and error",
+                "orchestrace.model.attempts: every HTTP attempt, retried ones included, by "
+                "error.type (none: the attempt succeeded). A 429 or 529 retried into a "
+                "success shows here, not in the error ratio.",
+                "reqps",
+                [
+                    promql(
+                        "A",
+                        # Succeeded attempts have no error.type: shown as "none".
+                        f"label_replace({rate(ATTEMPTS.name, SERVICE_MODEL, [MODEL, ERROR])}, "
+                        f'"{ERROR}", "none", "{ERROR}", "")',
+                        f"{{{{{MODEL}}}}} {{{{{ERROR}}}}}",
+                    )
+                ],
+                width=24,
+            )
+        )
+        .with_panel(
+            graph(
                 "Time to first token p50 / p95 / p99",
-                "gen_ai.client.operation.time_to_first_chunk quantiles by requested model: "
+                "gen_ai.client.operation.time_to_first_chunk (or gen_ai.client.inference."
+                "time_to_first_chunk) quantiles by requested model: "
                 "from the start of a streamed model call (retries included) to the first "
                 "content of its response. Streamed calls only (orchestrace run --stream, "
                 "the default).",
                 "s",
-                quantile_targets(METRICS[sc.METRIC_TIME_TO_FIRST_CHUNK], SERVICE_MODEL, MODEL),
+                quantile_targets(TIME_TO_FIRST_CHUNK, SERVICE_MODEL, MODEL),
                 width=12,
             )
         )
@@ -422,18 +497,28 @@ def overview() -> model.Dashboard:
         .with_panel(
             graph(
                 "Tokens /s by type (incl. prompt cache)",
-                "Input and output tokens (gen_ai.client.token.usage) and prompt-cache reads "
-                "and writes (orchestrace.model.cache_tokens).",
+                "Input and output tokens (gen_ai.client.token.usage, or with the latest "
+                "conventions gen_ai.client.inference.usage.*) and prompt-cache reads and "
+                "writes (orchestrace.model.cache_tokens, or the latest conventions' cache "
+                "counters).",
                 "short",
                 [
                     promql(
                         "A",
-                        rate(TOKENS.sum, SERVICE_MODEL, [MODEL, TOKEN_TYPE]),
+                        either(
+                            rate(TOKENS.sum, SERVICE_MODEL, [MODEL, TOKEN_TYPE]),
+                            as_label(INPUT_TOKENS, TOKEN_TYPE, sc.TOKEN_TYPE_INPUT),
+                            as_label(OUTPUT_TOKENS, TOKEN_TYPE, sc.TOKEN_TYPE_OUTPUT),
+                        ),
                         f"{{{{{TOKEN_TYPE}}}}} · {{{{{MODEL}}}}}",
                     ),
                     promql(
                         "B",
-                        rate(CACHE_TOKENS.name, SERVICE_MODEL, [MODEL, CACHE_KIND]),
+                        either(
+                            rate(CACHE_TOKENS.name, SERVICE_MODEL, [MODEL, CACHE_KIND]),
+                            as_label(CACHE_READ_TOKENS, CACHE_KIND, "cache_read"),
+                            as_label(CACHE_WRITE_TOKENS, CACHE_KIND, "cache_creation"),
+                        ),
                         f"{{{{{CACHE_KIND}}}}} · {{{{{MODEL}}}}}",
                     ),
                 ],
@@ -481,7 +566,7 @@ def overview() -> model.Dashboard:
         .with_panel(
             graph(
                 "Tool calls /s by tool",
-                "Tool dispatches (orchestrace.tool.duration count).",
+                "Tool dispatches (gen_ai.execute_tool.duration count).",
                 "ops",
                 [promql("A", rate(TOOL.count, SERVICE, [TOOL_NAME]), f"{{{{{TOOL_NAME}}}}}")],
             )
@@ -489,7 +574,7 @@ def overview() -> model.Dashboard:
         .with_panel(
             graph(
                 "Tool latency p95 by tool",
-                "orchestrace.tool.duration p95; wait_for_message and sleep are long by design.",
+                "gen_ai.execute_tool.duration p95; wait_for_message and sleep are long by design.",
                 "s",
                 [
                     promql(
@@ -589,6 +674,52 @@ def overview() -> model.Dashboard:
             )
         )
         .with_panel(agents_ended_panel())
+        .with_panel(
+            graph(
+                "Agent and run duration p95",
+                "gen_ai.invocation.duration p95: agents (invoke_agent) by role, runs "
+                "(invoke_workflow) by scenario, from start to end, nested work included.",
+                "s",
+                [
+                    promql(
+                        "A",
+                        quantile(0.95, INVOCATION, f'{SERVICE}, {OP}="invoke_agent"', [ROLE]),
+                        f"agent {{{{{ROLE}}}}}",
+                        exemplar=True,
+                    ),
+                    promql(
+                        "B",
+                        quantile(
+                            0.95, INVOCATION, f'{SERVICE}, {OP}="invoke_workflow"', [WORKFLOW]
+                        ),
+                        f"run {{{{{WORKFLOW}}}}}",
+                        exemplar=True,
+                    ),
+                ],
+                width=12,
+            )
+        )
+        .with_panel(
+            graph(
+                "Model and tool calls per agent p95 by role",
+                "gen_ai.invoke_agent.inference_calls and gen_ai.invoke_agent.tool_calls p95: "
+                "the calls one agent made itself in its invocation (its helpers' are theirs).",
+                "short",
+                [
+                    promql(
+                        "A",
+                        quantile(0.95, INFERENCE_CALLS, SERVICE, [ROLE]),
+                        f"model calls {{{{{ROLE}}}}}",
+                    ),
+                    promql(
+                        "B",
+                        quantile(0.95, TOOL_CALLS, SERVICE, [ROLE]),
+                        f"tool calls {{{{{ROLE}}}}}",
+                    ),
+                ],
+                width=12,
+            )
+        )
         .with_row(dashboard.Row("Telemetry pipeline"))
         .with_panel(
             graph(

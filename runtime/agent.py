@@ -109,6 +109,8 @@ class AgentSpec:
     max_turns: int | None = None
     max_tokens: int | None = None
     stream: bool | None = None
+    #: The agent that spawned this one (recorded as ``orchestrace.agent.caller``).
+    caller: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,9 @@ async def _run_registered(run: RunContext, spec: AgentSpec, parent: Context | No
     loop = _AgentLoop(run, spec)
     model = spec.model or run.config.model
     with (
-        run.telemetry.agent(spec.name, spec.role, model=model, parent=parent) as span,
+        run.telemetry.agent(
+            spec.name, spec.role, model=model, parent=parent, caller=spec.caller
+        ) as span,
         bound_agent(spec.name),
     ):
         return await loop.run(span)

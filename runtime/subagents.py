@@ -125,6 +125,7 @@ class Subagents:
                 max_turns=template.max_turns,
                 max_tokens=template.max_tokens,
                 stream=template.stream,
+                caller=self.spawner,
             )
             self.tasks[name] = asyncio.create_task(
                 run_agent(self.run, spec, parent=parent), name=f"agent {name}"

@@ -45,6 +45,8 @@ class Tally:
     an SDK measurement — attribute hashing, aggregation lookup, exemplar sampling — per
     event. Counts carry no exemplars; the histograms, which do, are where a spike is chased
     to its trace. Counts are integers unless a float is added (the cost counter, in USD).
+    An empty value leaves its key out of the attribute set (an optional attribute, such as
+    ``error.type`` on a counted success).
     """
 
     def __init__(
@@ -64,7 +66,7 @@ class Tally:
     def observe(self, _options: CallbackOptions) -> Iterable[Observation]:
         """The observable's callback: the running total of every attribute set seen."""
         return [
-            Observation(total, dict(zip(self.keys, values, strict=True)))
+            Observation(total, {k: v for k, v in zip(self.keys, values, strict=True) if v})
             for values, total in self.counts.copy().items()
         ]
 
@@ -270,6 +272,15 @@ class Instruments:
             description="Prompt-cache input tokens, by kind (read or creation).",
             keys=(*CHAT_KEYS, sc.CACHE_KIND),
         )
+        #: Every HTTP attempt of a model call, retries included, by how it ended.
+        self.model_attempts = Tally(
+            meter,
+            sc.METRIC_MODEL_ATTEMPTS,
+            unit="{attempt}",
+            description="Model-call HTTP attempts, retried ones included; error.type and "
+            "http.response.status_code say how each ended (a stream ends with its last event).",
+            keys=ATTEMPT_KEYS,
+        )
         self.cost = Tally(
             meter,
             sc.METRIC_COST,
@@ -281,8 +292,73 @@ class Instruments:
         self.tool_duration = self._histogram(
             sc.METRIC_TOOL_DURATION,
             unit="s",
-            description="Tool execution duration; error.type is set on failures.",
+            description="The duration of a single tool execution; error.type is set on failures.",
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self.invocation_duration = self._histogram(
+            sc.METRIC_INVOCATION_DURATION,
+            unit="s",
+            description="The duration of an agent invocation (invoke_agent) or a run "
+            "(invoke_workflow); error.type is set when it ended in an error.",
+            explicit_bucket_boundaries_advisory=list(sc.INVOCATION_BUCKETS),
+        )
+        self.inference_calls = self._histogram(
+            sc.METRIC_INFERENCE_CALLS,
+            unit="{inference_call}",
+            description="The number of model calls an agent made during one invocation, "
+            "failed ones included.",
+            explicit_bucket_boundaries_advisory=list(sc.CALL_COUNT_BUCKETS),
+        )
+        self.tool_calls = self._histogram(
+            sc.METRIC_TOOL_CALLS,
+            unit="{tool_call}",
+            description="The number of tool calls an agent made during one invocation, "
+            "failed ones included.",
+            explicit_bucket_boundaries_advisory=list(sc.CALL_COUNT_BUCKETS),
+        )
+        # --- the latest GenAI conventions' model-call metrics (OTEL_SEMCONV_STABILITY_OPT_IN=
+        # gen_ai_latest_experimental); a run records these or the ones above, never both.
+        self.inference_duration = self._histogram(
+            sc.METRIC_INFERENCE_DURATION,
+            unit="s",
+            description="GenAI client inference operation duration.",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self.inference_time_to_first_chunk = self._histogram(
+            sc.METRIC_INFERENCE_TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time to receive the first chunk of a streamed response, from the "
+            "start of the model call.",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        usage_keys = (*CHAT_KEYS, sc.GEN_AI_TOKEN_MODALITY)
+        self.inference_input_tokens = Tally(
+            meter,
+            sc.METRIC_INFERENCE_INPUT_TOKENS,
+            unit="{token}",
+            description="The number of input (prompt) tokens used, including cached tokens.",
+            keys=usage_keys,
+        )
+        self.inference_output_tokens = Tally(
+            meter,
+            sc.METRIC_INFERENCE_OUTPUT_TOKENS,
+            unit="{token}",
+            description="The number of output (completion) tokens used.",
+            keys=usage_keys,
+        )
+        self.inference_cache_read_tokens = Tally(
+            meter,
+            sc.METRIC_INFERENCE_CACHE_READ_TOKENS,
+            unit="{token}",
+            description="The number of input tokens served from a provider-managed cache.",
+            keys=usage_keys,
+        )
+        self.inference_cache_write_tokens = Tally(
+            meter,
+            sc.METRIC_INFERENCE_CACHE_WRITE_TOKENS,
+            unit="{token}",
+            description="The number of input tokens written to a provider-managed cache.",
+            keys=usage_keys,
         )
         self.messages_sent = Tally(
             meter,
@@ -380,6 +456,17 @@ CHAT_KEYS: Final = (
     sc.GEN_AI_PROVIDER_NAME,
     sc.GEN_AI_REQUEST_MODEL,
     sc.GEN_AI_RESPONSE_MODEL,
+)
+
+#: The attributes of ``orchestrace.model.attempts``: operation, provider, request model, the
+#: attempt's HTTP status (absent when no response came) and its error.type (absent: it
+#: succeeded).
+ATTEMPT_KEYS: Final = (
+    sc.GEN_AI_OPERATION_NAME,
+    sc.GEN_AI_PROVIDER_NAME,
+    sc.GEN_AI_REQUEST_MODEL,
+    sc.HTTP_RESPONSE_STATUS_CODE,
+    sc.ERROR_TYPE,
 )
 
 

@@ -107,6 +107,7 @@ PROFILE_KEYS: Final = frozenset(
         sc.GEN_AI_RESPONSE_MODEL,
         sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
         sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+        sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
         sc.AGENT_ROLE,
         sc.MODEL_QUEUE_SECONDS,
         sc.TOOL_CANCELLED,
@@ -374,7 +375,7 @@ def _costs(chats: Sequence[_Span], order: Sequence[str]) -> list[AgentCost]:
             in_ = _count(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS))
             out = _count(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS))
             read = _count(attributes.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS))
-            write = _count(attributes.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS))
+            write = _count(sc.cache_write_tokens(attributes))
             c.models.add(model)
             tokens_in += in_
             tokens_out += out

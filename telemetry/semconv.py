@@ -6,7 +6,42 @@ package marks the GenAI ones unstable (``_incubating``) and renames them between
 pinning the strings here keeps every span and dashboard stable.
 """
 
+import os
+from collections.abc import Mapping
 from typing import Final
+
+# --- which version of the GenAI conventions (OTEL_SEMCONV_STABILITY_OPT_IN) -------------------
+# Two layouts, each checked against a vendored registry (tests/semconv_registry/):
+#
+# * default: the layout orchestrace has shipped, the GenAI conventions as last released in
+#   open-telemetry/semantic-conventions (v1.41): ``gen_ai.client.operation.duration``,
+#   ``gen_ai.client.token.usage`` (histogram by ``gen_ai.token.type``),
+#   ``gen_ai.client.operation.time_to_first_chunk``,
+#   ``gen_ai.usage.cache_creation.input_tokens``, and the run id as
+#   ``gen_ai.conversation.id``;
+# * ``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``: the current registry of
+#   open-telemetry/semantic-conventions-genai, where a model call is an inference:
+#   ``gen_ai.client.inference.duration``, ``gen_ai.client.inference.time_to_first_chunk``,
+#   token counters ``gen_ai.client.inference.usage.{input,output}_tokens`` by
+#   ``gen_ai.token.modality`` (and the cache ones instead of ``orchestrace.model.cache_tokens``),
+#   ``gen_ai.usage.cache_write.input_tokens``; the run id becomes ``orchestrace.run.id`` and
+#   ``gen_ai.agent.id`` is left out (the registry keeps both for stable, provider-side ids,
+#   and SHOULD NOT be a generated one), and invocations carry ``gen_ai.invocation.is_nested``.
+#
+# Both emit what the conventions added without renaming anything orchestrace had:
+# ``gen_ai.invocation.duration``, ``gen_ai.invoke_agent.{inference,tool}_calls`` and
+# ``gen_ai.execute_tool.duration``. The default stays the shipped layout, as the conventions
+# ask of an instrumentation that already emits an older version.
+SEMCONV_OPT_IN_ENV: Final = "OTEL_SEMCONV_STABILITY_OPT_IN"
+GEN_AI_LATEST_EXPERIMENTAL: Final = "gen_ai_latest_experimental"
+
+
+def gen_ai_latest(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``OTEL_SEMCONV_STABILITY_OPT_IN`` (a comma-separated list) asks for the latest
+    experimental GenAI conventions."""
+    value = (os.environ if environ is None else environ).get(SEMCONV_OPT_IN_ENV, "")
+    return GEN_AI_LATEST_EXPERIMENTAL in {part.strip() for part in value.split(",")}
+
 
 # --- span operations (span names are "{operation} {target}") -------------------------------
 OP_WORKFLOW: Final = "invoke_workflow"
@@ -41,6 +76,14 @@ GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+#: Latest conventions: what the default layout calls ``gen_ai.usage.cache_creation.input_tokens``.
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+#: Latest conventions, on the invocation spans and ``gen_ai.invocation.duration``: false on
+#: the run's ``invoke_workflow``, true on every ``invoke_agent`` inside it.
+GEN_AI_INVOCATION_IS_NESTED: Final = "gen_ai.invocation.is_nested"
+#: Latest conventions, on the token counters: orchestrace's prompts and results are text.
+GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"
+TOKEN_MODALITY_TEXT: Final = "text"
 
 PROVIDER_ANTHROPIC: Final = "anthropic"
 TOOL_TYPE_FUNCTION: Final = "function"
@@ -62,6 +105,12 @@ HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
 HTTP_REQUEST_RESEND_COUNT: Final = "http.request.resend_count"
 
 # --- orchestrace's own ---------------------------------------------------------------------
+#: The run's id (latest conventions; the default layout records it as gen_ai.conversation.id).
+RUN_ID: Final = "orchestrace.run.id"
+#: On a spawned agent's ``invoke_agent``: the agent that spawned it (the lead). The GenAI
+#: registry defines no caller attribute; the span's parent (the lead's ``execute_tool
+#: create_subagents``) says the same in the trace's shape.
+AGENT_CALLER: Final = "orchestrace.agent.caller"
 RUN_SCENARIO: Final = "orchestrace.run.scenario"
 RUN_MODEL_BACKEND: Final = "orchestrace.run.model_backend"
 AGENT_ROLE: Final = "orchestrace.agent.role"
@@ -109,8 +158,30 @@ EVENT_ATTEMPT_FAILED: Final = "orchestrace.model.attempt_failed"
 # --- metrics -------------------------------------------------------------------------------
 METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+#: Every HTTP attempt of a model call (retries included), by operation, provider, request
+#: model, ``http.response.status_code`` and ``error.type`` (failed attempts only). The GenAI
+#: conventions count calls, not attempts, and ``http.client.request.duration`` belongs to
+#: an HTTP client instrumentation. Prometheus: ``orchestrace_model_attempts_total``.
+METRIC_MODEL_ATTEMPTS: Final = "orchestrace.model.attempts"
 METRIC_CACHE_TOKENS: Final = "orchestrace.model.cache_tokens"
-METRIC_TOOL_DURATION: Final = "orchestrace.tool.duration"
+#: One tool execution (was ``orchestrace.tool.duration``; renamed, the old name not kept).
+METRIC_TOOL_DURATION: Final = "gen_ai.execute_tool.duration"
+#: One agent (``gen_ai.operation.name`` = invoke_agent) or run (invoke_workflow), from its
+#: start to its end. Prometheus: ``gen_ai_invocation_duration_seconds``.
+METRIC_INVOCATION_DURATION: Final = "gen_ai.invocation.duration"
+#: Model calls one agent made in its invocation (failed ones included), and tool calls.
+METRIC_INFERENCE_CALLS: Final = "gen_ai.invoke_agent.inference_calls"
+METRIC_TOOL_CALLS: Final = "gen_ai.invoke_agent.tool_calls"
+#: Latest conventions: what the default layout records as ``gen_ai.client.operation.*`` and
+#: ``gen_ai.client.token.usage`` (model calls are inferences there).
+METRIC_INFERENCE_DURATION: Final = "gen_ai.client.inference.duration"
+METRIC_INFERENCE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.inference.time_to_first_chunk"
+METRIC_INFERENCE_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.input_tokens"
+METRIC_INFERENCE_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.output_tokens"
+METRIC_INFERENCE_CACHE_READ_TOKENS: Final = "gen_ai.client.inference.usage.cache_read.input_tokens"
+METRIC_INFERENCE_CACHE_WRITE_TOKENS: Final = (
+    "gen_ai.client.inference.usage.cache_write.input_tokens"
+)
 METRIC_MESSAGES_SENT: Final = "orchestrace.messages.sent"
 METRIC_MESSAGES_RECEIVED: Final = "orchestrace.messages.received"
 METRIC_DELIVERY_LATENCY: Final = "orchestrace.message.delivery.latency"
@@ -170,6 +241,11 @@ DURATION_BUCKETS: Final = (
     40.96,
     81.92,
 )
+#: Invocation durations (agents and runs last minutes): the duration buckets doubled on to
+#: about 22 minutes; the registry gives none for ``gen_ai.invocation.duration``.
+INVOCATION_BUCKETS: Final = (*DURATION_BUCKETS, 163.84, 327.68, 655.36, 1310.72)
+#: Calls per agent invocation (the registry gives no boundaries for these either).
+CALL_COUNT_BUCKETS: Final = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 TOKEN_BUCKETS: Final = (
     1,
     4,
@@ -235,3 +311,10 @@ TIME_PER_OUTPUT_TOKEN_BUCKETS: Final = (
     1.0,
     2.5,
 )
+
+
+def cache_write_tokens(attributes: Mapping[str, object]) -> object:
+    """A ``chat`` span's cache-write input tokens, under either layout's key (readers take
+    spans recorded with or without ``OTEL_SEMCONV_STABILITY_OPT_IN``)."""
+    value = attributes.get(GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS)
+    return attributes.get(GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS) if value is None else value

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -159,6 +159,10 @@ def _clock() -> float:
         return time.monotonic()
 
 
+def _count_nothing(_status: int | None, _error: str | None) -> None:
+    return None
+
+
 @dataclass
 class _ChatState:
     span: Span
@@ -166,9 +170,25 @@ class _ChatState:
     #: When the call started, and when its (latest attempt's) stream gave its first content.
     started: float = 0.0
     first_token: float | None = None
+    #: Counts one ended attempt in ``orchestrace.model.attempts`` (its HTTP status, if a
+    #: response came, and its error.type, if it failed).
+    count_attempt: Callable[[int | None, str | None], None] = _count_nothing
+    #: The status of the latest attempt that got a response and is not counted yet: its
+    #: (possibly streamed) body may still fail, so it ends with the stream or the call.
+    open_status: int | None = None
+    #: Attempts counted so far (a client that reports none is counted once, at the end).
+    counted: int = 0
+
+    def count(self, status: int | None, error: str | None) -> None:
+        """Count one ended attempt."""
+        self.open_status = None
+        self.counted += 1
+        self.count_attempt(status, error)
 
 
 _current_chat: ContextVar[_ChatState | None] = ContextVar("orchestrace_chat", default=None)
+#: The agent whose loop runs in this task: its model and tool calls are counted on it.
+_current_agent: ContextVar[AgentSpan | None] = ContextVar("orchestrace_agent", default=None)
 
 
 def begin_model_attempt() -> int:
@@ -176,6 +196,8 @@ def begin_model_attempt() -> int:
     state = _current_chat.get()
     if state is None:
         return 0
+    if state.open_status is not None:  # the previous attempt's response ended well
+        state.count(state.open_status, None)
     state.attempts += 1
     state.first_token = None  # a new attempt: its stream has given nothing yet
     return state.attempts - 1
@@ -214,18 +236,27 @@ def model_attempt_failed_mid_stream(*, status_code: int | None, error: str) -> N
     if status_code is not None:
         attributes[sc.HTTP_RESPONSE_STATUS_CODE] = status_code
     state.span.add_event(sc.EVENT_ATTEMPT_FAILED, attributes)
+    state.count(status_code, error)
 
 
 def end_model_attempt(attempt: int, *, status_code: int | None, error: str | None) -> None:
-    """Record a failed attempt (HTTP error status or connection error) as a span event."""
+    """The response (or failure) of one HTTP attempt: a failed one (HTTP error status or
+    connection error) is a span event and counted in ``orchestrace.model.attempts`` now; a
+    successful one is counted when its body has been read (:func:`model_attempt_failed_mid_stream`
+    or the end of the call)."""
     state = _current_chat.get()
-    if state is None or (error is None and status_code is not None and status_code < 400):
+    if state is None:
+        return
+    if error is None and status_code is not None and status_code < 400:
+        state.open_status = status_code
         return
     attributes: dict[str, Any] = {sc.HTTP_REQUEST_RESEND_COUNT: attempt}
     if status_code is not None:
         attributes[sc.HTTP_RESPONSE_STATUS_CODE] = status_code
-    attributes[sc.ERROR_TYPE] = error if error is not None else str(status_code)
+    error_type = error if error is not None else str(status_code)
+    attributes[sc.ERROR_TYPE] = error_type
     state.span.add_event(sc.EVENT_ATTEMPT_FAILED, attributes)
+    state.count(status_code, error_type)
 
 
 # --- handles -----------------------------------------------------------------------------
@@ -234,6 +265,11 @@ class AgentSpan:
     """The open ``invoke_agent`` span; :meth:`finish` records how the agent ended."""
 
     span: Span
+    #: Model calls and tool calls this agent made (``gen_ai.invoke_agent.*_calls``).
+    inference_calls: int = 0
+    tool_calls: int = 0
+    #: error.type of an abnormal end (``gen_ai.invocation.duration``), set by :meth:`finish`.
+    error_type: str | None = None
 
     @property
     def traceparent(self) -> str | None:
@@ -256,8 +292,10 @@ class AgentSpan:
         self.span.set_attribute(sc.AGENT_TURNS, turns)
         self.span.set_attribute(sc.AGENT_UNREAD_MESSAGES, unread)
         if error is not None:
-            _fail(self.span, error, _error_type(error))
+            self.error_type = _error_type(error)
+            _fail(self.span, error, self.error_type)
         elif failed:
+            self.error_type = reason
             self.span.set_attribute(sc.ERROR_TYPE, reason)
             self.span.set_status(Status(StatusCode.ERROR, reason))
 
@@ -270,6 +308,8 @@ class ChatCall:
     policy: ContentPolicy = field(default_factory=ContentPolicy)
     usage: dict[str, int] = field(default_factory=dict)
     response_model: str | None = None
+    #: The latest GenAI conventions (``gen_ai.usage.cache_write.input_tokens``).
+    latest: bool = False
 
     def record_prompt(self, system: str, messages: Sequence[Mapping[str, Any]]) -> None:
         """With content capture on: the system prompt and input messages (as JSON)."""
@@ -318,7 +358,11 @@ class ChatCall:
                 sc.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
                 sc.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
                 sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cache_read,
-                sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: cache_creation,
+                (
+                    sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS
+                    if self.latest
+                    else sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+                ): cache_creation,
             }
         )
 
@@ -379,7 +423,11 @@ class SendSpan:
 
 
 class RunTelemetry:
-    """Spans and metrics for one run; ``run_id`` becomes ``gen_ai.conversation.id``."""
+    """Spans and metrics for one run; ``run_id`` becomes ``gen_ai.conversation.id`` (the
+    default layout) or ``orchestrace.run.id`` (the latest GenAI conventions)."""
+
+    def _run_id(self) -> dict[str, str]:
+        return {sc.RUN_ID if self.latest else sc.GEN_AI_CONVERSATION_ID: self.run_id}
 
     def __init__(
         self,
@@ -389,9 +437,13 @@ class RunTelemetry:
         meter_provider: MeterProvider | None = None,
         content: ContentPolicy | None = None,
         prices: PriceTable | None = None,
+        latest: bool | None = None,
     ) -> None:
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self.run_id = run_id
+        #: The latest experimental GenAI conventions instead of the default layout (see
+        #: telemetry/semconv.py); None: from ``OTEL_SEMCONV_STABILITY_OPT_IN``.
+        self.latest = sc.gen_ai_latest() if latest is None else latest
         self.tracer = provider.get_tracer("orchestrace", __version__)
         self.instruments = Instruments.for_provider(meter_provider)
         self.content = content if content is not None else ContentPolicy()
@@ -408,7 +460,8 @@ class RunTelemetry:
             attributes={
                 sc.GEN_AI_OPERATION_NAME: sc.OP_WORKFLOW,
                 sc.GEN_AI_WORKFLOW_NAME: scenario,
-                sc.GEN_AI_CONVERSATION_ID: self.run_id,
+                **self._run_id(),
+                **({sc.GEN_AI_INVOCATION_IS_NESTED: False} if self.latest else {}),
                 sc.RUN_SCENARIO: scenario,
                 sc.RUN_MODEL_BACKEND: backend,
             },
@@ -416,40 +469,94 @@ class RunTelemetry:
             set_status_on_exception=False,
         )
         outcome = "completed"
+        error_type: str | None = None
+        started = time.perf_counter()
         try:
             with _Active(span):
                 yield span
         except BaseException as exc:
             outcome = "interrupted" if not isinstance(exc, Exception) else "failed"
-            _fail(span, exc, type(exc).__name__)
+            error_type = type(exc).__name__
+            _fail(span, exc, error_type)
             raise
         finally:
             span.set_attribute(sc.RUN_OUTCOME, outcome)
             self.instruments.runs.add(1, scenario, outcome)
+            attrs: dict[str, str | bool] = {
+                sc.GEN_AI_OPERATION_NAME: sc.OP_WORKFLOW,
+                sc.GEN_AI_INVOCATION_IS_NESTED: False,
+                sc.GEN_AI_WORKFLOW_NAME: scenario,
+            }
+            if error_type is not None:
+                attrs[sc.ERROR_TYPE] = error_type
+            self.instruments.invocation_duration.record(
+                time.perf_counter() - started, attrs, context=_exemplar_context(span)
+            )
             span.end()
 
     @contextmanager
     def agent(
-        self, name: str, role: str, *, model: str, parent: Context | None = None
+        self,
+        name: str,
+        role: str,
+        *,
+        model: str,
+        parent: Context | None = None,
+        caller: str | None = None,
     ) -> Iterator[AgentSpan]:
-        """``invoke_agent {name}``, a child of ``parent`` (the spawning span)."""
+        """``invoke_agent {name}``, a child of ``parent`` (the spawning span); ``caller`` is
+        the agent that spawned it. Ends with ``gen_ai.invocation.duration`` and the agent's
+        model- and tool-call counts."""
+        attributes: dict[str, Any] = {
+            sc.GEN_AI_OPERATION_NAME: sc.OP_AGENT,
+            sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_ANTHROPIC,
+            sc.GEN_AI_AGENT_NAME: name,
+            sc.GEN_AI_REQUEST_MODEL: model,
+            **self._run_id(),
+            sc.AGENT_ROLE: role,
+        }
+        if self.latest:
+            attributes[sc.GEN_AI_INVOCATION_IS_NESTED] = True
+        else:
+            attributes[sc.GEN_AI_AGENT_ID] = f"{self.run_id}/{name}"
+        if caller is not None:
+            attributes[sc.AGENT_CALLER] = caller
         span = self.tracer.start_span(
             f"{sc.OP_AGENT} {name}",
             context=parent,
-            attributes={
-                sc.GEN_AI_OPERATION_NAME: sc.OP_AGENT,
-                sc.GEN_AI_PROVIDER_NAME: sc.PROVIDER_ANTHROPIC,
-                sc.GEN_AI_AGENT_NAME: name,
-                sc.GEN_AI_AGENT_ID: f"{self.run_id}/{name}",
-                sc.GEN_AI_REQUEST_MODEL: model,
-                sc.GEN_AI_CONVERSATION_ID: self.run_id,
-                sc.AGENT_ROLE: role,
-            },
+            attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
         )
-        with _Active(span, end=True):
-            yield AgentSpan(span)
+        handle = AgentSpan(span)
+        token = _current_agent.set(handle)
+        started = time.perf_counter()
+        try:
+            with _Active(span, end=True):
+                yield handle
+        finally:
+            _current_agent.reset(token)
+            self._record_agent_metrics(handle, role, model, time.perf_counter() - started)
+
+    def _record_agent_metrics(
+        self, handle: AgentSpan, role: str, model: str, seconds: float
+    ) -> None:
+        ins = self.instruments
+        ctx = _exemplar_context(handle.span)
+        # By role, not gen_ai.agent.name: spawned agents' names are per instance (helper17),
+        # and metric labels stay bounded (the span has the name).
+        by_role = {sc.AGENT_ROLE: role}
+        attrs: dict[str, str | bool] = {
+            sc.GEN_AI_OPERATION_NAME: sc.OP_AGENT,
+            sc.GEN_AI_INVOCATION_IS_NESTED: True,
+            sc.GEN_AI_REQUEST_MODEL: model,
+            **by_role,
+        }
+        if handle.error_type is not None:
+            attrs[sc.ERROR_TYPE] = handle.error_type
+        ins.invocation_duration.record(seconds, attrs, context=ctx)
+        ins.inference_calls.record(handle.inference_calls, by_role, context=ctx)
+        ins.tool_calls.record(handle.tool_calls, by_role, context=ctx)
 
     def agent_state_changed(self, role: str, old: str | None, new: str | None) -> None:
         """Move one agent between the state buckets of the ``orchestrace.agents`` gauge.
@@ -480,13 +587,28 @@ class RunTelemetry:
                 sc.GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
                 sc.GEN_AI_REQUEST_STREAM: stream,
                 sc.GEN_AI_AGENT_NAME: agent,
-                sc.GEN_AI_CONVERSATION_ID: self.run_id,
+                **self._run_id(),
             },
             record_exception=False,
             set_status_on_exception=False,
         )
-        call = ChatCall(span, self.content)
-        state = _ChatState(span, started=_clock())
+        call = ChatCall(span, self.content, latest=self.latest)
+        owner = _current_agent.get()
+        if owner is not None:
+            owner.inference_calls += 1
+        attempts = self.instruments.model_attempts
+
+        def count_attempt(status: int | None, error: str | None) -> None:
+            attempts.add(
+                1,
+                sc.OP_CHAT,
+                sc.PROVIDER_ANTHROPIC,
+                model,
+                "" if status is None else str(status),
+                error or "",
+            )
+
+        state = _ChatState(span, started=_clock(), count_attempt=count_attempt)
         token = _current_chat.set(state)
         started = time.perf_counter()
         error_type: str | None = None
@@ -500,6 +622,10 @@ class RunTelemetry:
         finally:
             ended = _clock()
             _current_chat.reset(token)
+            if state.open_status is not None or state.counted == 0:
+                # The last response's body was read (or failed as error_type); a client
+                # that reports no attempts (the scripted model) made one.
+                state.count(state.open_status, error_type)
             if state.attempts > 1:
                 span.set_attribute(sc.HTTP_REQUEST_RESEND_COUNT, state.attempts - 1)
             self._record_chat_metrics(
@@ -540,7 +666,8 @@ class RunTelemetry:
             attrs[sc.ERROR_TYPE] = error_type
         ctx = _exemplar_context(span)
         ins = self.instruments
-        ins.time_to_first_chunk.record(first, attrs, context=ctx)
+        ttfc = ins.inference_time_to_first_chunk if self.latest else ins.time_to_first_chunk
+        ttfc.record(first, attrs, context=ctx)
         output = call.usage.get(sc.TOKEN_TYPE_OUTPUT, 0)
         if error_type is None and call.response_model is not None and output > 1:
             ins.time_per_output_token.record(rest / (output - 1), attrs, context=ctx)
@@ -563,27 +690,33 @@ class RunTelemetry:
             attrs[sc.GEN_AI_RESPONSE_MODEL] = call.response_model
         ins = self.instruments
         ctx = _exemplar_context(span)
-        ins.operation_duration.record(
+        duration = ins.inference_duration if self.latest else ins.operation_duration
+        duration.record(
             seconds,
             attrs if error_type is None else {**attrs, sc.ERROR_TYPE: error_type},
             context=ctx,
         )
         if not call.usage or call.response_model is None:
             return
-        for token_type in (sc.TOKEN_TYPE_INPUT, sc.TOKEN_TYPE_OUTPUT):
-            ins.token_usage.record(
-                call.usage[token_type], {**attrs, sc.GEN_AI_TOKEN_TYPE: token_type}, context=ctx
-            )
-        for kind in ("cache_read", "cache_creation"):
-            if call.usage[kind]:
-                ins.cache_tokens.add(
-                    call.usage[kind],
-                    sc.OP_CHAT,
-                    sc.PROVIDER_ANTHROPIC,
-                    model,
-                    call.response_model,
-                    kind,
+        if self.latest:
+            self._record_token_counters(call, model, call.response_model)
+        else:
+            for token_type in (sc.TOKEN_TYPE_INPUT, sc.TOKEN_TYPE_OUTPUT):
+                ins.token_usage.record(
+                    call.usage[token_type],
+                    {**attrs, sc.GEN_AI_TOKEN_TYPE: token_type},
+                    context=ctx,
                 )
+            for kind in ("cache_read", "cache_creation"):
+                if call.usage[kind]:
+                    ins.cache_tokens.add(
+                        call.usage[kind],
+                        sc.OP_CHAT,
+                        sc.PROVIDER_ANTHROPIC,
+                        model,
+                        call.response_model,
+                        kind,
+                    )
         # Priced by the model that answered (what is billed); an unknown model records no
         # cost rather than a cost of 0.
         price = self.prices.price(call.response_model)
@@ -604,6 +737,16 @@ class RunTelemetry:
                 call.response_model,
             )
         ins.agent_turns.add(1, role)
+
+    def _record_token_counters(self, call: ChatCall, model: str, response_model: str) -> None:
+        """The latest conventions' token counters (input includes the cached tokens)."""
+        ins = self.instruments
+        labels = (sc.OP_CHAT, sc.PROVIDER_ANTHROPIC, model, response_model, sc.TOKEN_MODALITY_TEXT)
+        usage = call.usage
+        ins.inference_input_tokens.add(usage[sc.TOKEN_TYPE_INPUT], *labels)
+        ins.inference_output_tokens.add(usage[sc.TOKEN_TYPE_OUTPUT], *labels)
+        ins.inference_cache_read_tokens.add(usage["cache_read"], *labels)
+        ins.inference_cache_write_tokens.add(usage["cache_creation"], *labels)
 
     # --- tools -------------------------------------------------------------------------------
     @contextmanager
@@ -628,6 +771,9 @@ class RunTelemetry:
             set_status_on_exception=False,
         )
         handle = ToolSpan(span, self.content)
+        owner = _current_agent.get()
+        if owner is not None:
+            owner.tool_calls += 1
         started = time.perf_counter()
         try:
             with _Active(span):
@@ -640,7 +786,11 @@ class RunTelemetry:
                 span.set_attribute(sc.TOOL_CANCELLED, True)
             raise
         finally:
-            attrs = {sc.GEN_AI_TOOL_NAME: name, sc.AGENT_ROLE: role}
+            attrs = {
+                sc.GEN_AI_TOOL_NAME: name,
+                sc.GEN_AI_TOOL_TYPE: sc.TOOL_TYPE_FUNCTION,
+                sc.AGENT_ROLE: role,
+            }
             if handle.error_type is not None:
                 attrs[sc.ERROR_TYPE] = handle.error_type
             self.instruments.tool_duration.record(

@@ -61,6 +61,7 @@ SUMMARY_KEYS: frozenset[str] = frozenset(
         sc.GEN_AI_USAGE_OUTPUT_TOKENS,
         sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
         sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+        sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
         sc.GEN_AI_REQUEST_MODEL,
         sc.GEN_AI_RESPONSE_MODEL,
         sc.GEN_AI_TOOL_NAME,
@@ -214,7 +215,7 @@ class TraceSummary:
             tokens_in = _int(attrs.get(sc.GEN_AI_USAGE_INPUT_TOKENS))
             tokens_out = _int(attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS))
             read = _int(attrs.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS))
-            write = _int(attrs.get(sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS))
+            write = _int(sc.cache_write_tokens(attrs))
             stats.input_tokens += tokens_in
             stats.output_tokens += tokens_out
             stats.cache_read_tokens += read

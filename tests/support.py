@@ -80,6 +80,7 @@ SNAPSHOT_KEYS = (
     "gen_ai.request.model",
     "gen_ai.response.finish_reasons",
     "orchestrace.agent.role",
+    "orchestrace.agent.caller",
     "orchestrace.agent.state",
     "orchestrace.agent.end_reason",
     "orchestrace.tool.is_error",
@@ -146,11 +147,13 @@ def make_run(
     content: ContentPolicy | None = None,
     hub: Hub | None = None,
     run_id: str = "run-test",
+    latest: bool | None = None,
 ) -> RunContext:
     """The one way tests build a run: a fresh hub (unless given), the scripted model (unless
     given), and run telemetry on ``providers`` — a :class:`Traced`, what ``setup_telemetry``
     returned (its content policy too, unless ``content`` is given), a bare tracer provider,
-    or None for the global providers."""
+    or None for the global providers. ``latest``: the GenAI conventions' layout (None: as
+    ``OTEL_SEMCONV_STABILITY_OPT_IN`` says)."""
     meter_provider = None
     if isinstance(providers, Traced | Telemetry):
         tracer_provider: Any = providers.tracer_provider
@@ -167,6 +170,7 @@ def make_run(
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             content=content,
+            latest=latest,
         ),
         config=config if config is not None else RunConfig(model="claude-opus-4-8"),
         limits=limits if limits is not None else RunLimits(),

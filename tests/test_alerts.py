@@ -164,14 +164,31 @@ MODEL = {"gen_ai_request_model": "claude-opus-4-8"}
 OK = {**MODEL, "gen_ai_operation_name": "chat"}
 
 
+#: Model-call histograms in the default GenAI layout and the latest conventions'
+#: (OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental): the alerts read either.
+CALLS = {
+    "default": "gen_ai_client_operation_duration_seconds",
+    "latest": "gen_ai_client_inference_duration_seconds",
+}
+FIRST_CHUNK = {
+    "default": "gen_ai_client_operation_time_to_first_chunk_seconds",
+    "latest": "gen_ai_client_inference_time_to_first_chunk_seconds",
+}
+
+
 def error_ratio_cases() -> list[Case]:
     threshold = T["model_error_ratio"]
-    name = "gen_ai_client_operation_duration_seconds_count"
     cases = []
-    for label, ratio, fires in (
-        ("fires above the threshold", (threshold + 1) / 2, True),
-        ("silent below the threshold", below(threshold), False),
+    for (label, ratio, fires), (layout, base) in (
+        (case, layout)
+        for case in (
+            ("fires above the threshold", (threshold + 1) / 2, True),
+            ("silent below the threshold", below(threshold), False),
+        )
+        for layout in CALLS.items()
     ):
+        name = f"{base}_count"
+        label = f"{label} ({layout} layout)"
         errors, ok = ratio_counts(ratio)
         cases.append(
             Case(
@@ -188,20 +205,28 @@ def error_ratio_cases() -> list[Case]:
 
 
 def retry_storm_cases() -> list[Case]:
+    """Counted per attempt: retries that later succeed fire it, though no call failed."""
     threshold = T["model_rate_limited_per_minute"]
-    name = "gen_ai_client_operation_duration_seconds_count"
-    busy = [series(name, counter(1000, 15), **OK)]
+    name = "orchestrace_model_attempts_total"
+    calls = "gen_ai_client_operation_duration_seconds_count"
+    # Every call ends well (no error_type on the call histogram), after its retries.
+    busy = [
+        series(name, counter(1000, 15), http_response_status_code="200", **OK),
+        series(calls, counter(1000, 15), **OK),
+    ]
+
+    def failed(per_minute: float, status: str) -> tuple[str, Values]:
+        return series(
+            name, counter(per_minute, 15), error_type=status, http_response_status_code=status, **OK
+        )
+
     return [
-        Case("fires on 429s above the threshold",
-             [*busy, series(name, counter(above(threshold), 15), error_type="429", **OK)],
-             15, [MODEL]),
-        Case("fires on 529s above the threshold",
-             [*busy, series(name, counter(above(threshold), 15), error_type="529", **OK)],
-             15, [MODEL]),
-        Case("silent below the threshold, and other errors do not count",
-             [*busy,
-              series(name, counter(below(threshold), 15), error_type="429", **OK),
-              series(name, counter(above(threshold) * 10, 15), error_type="500", **OK)],
+        Case("fires on retried 429 attempts above the threshold though every call succeeds",
+             [*busy, failed(above(threshold), "429")], 15, [MODEL]),
+        Case("fires on retried 529 attempts above the threshold though every call succeeds",
+             [*busy, failed(above(threshold), "529")], 15, [MODEL]),
+        Case("silent on a few retried attempts, and other errors do not count",
+             [*busy, failed(below(threshold), "429"), failed(above(threshold) * 10, "500")],
              15),
     ]  # fmt: skip
 
@@ -217,10 +242,24 @@ def token_cases() -> list[Case]:
             series(name, counter(half, 20), gen_ai_token_type="output", **OK),
         ]
 
+    def counters(per_minute: float) -> list[tuple[str, Values]]:
+        """The latest conventions' token counters: input and output apart, both counted."""
+        half = per_minute / 2
+        return [
+            series(f"gen_ai_client_inference_usage_{kind}_tokens_total", counter(half, 20),
+                   gen_ai_token_modality="text", **OK)
+            for kind in ("input", "output")
+        ]  # fmt: skip
+
     return [
         Case("fires above the budget", tokens(above(threshold)), 20, [{}]),
         Case("silent within the budget", tokens(below(threshold)), 20),
-    ]
+        Case("fires above the budget (latest layout)", counters(above(threshold)), 20, [{}]),
+        # each counter alone is above 3/4 of the budget: both must be added to fire
+        Case("fires when input and output only add up above the budget (latest layout)",
+             counters(threshold * 1.5), 20, [{}]),
+        Case("silent within the budget (latest layout)", counters(below(threshold)), 20),
+    ]  # fmt: skip
 
 
 def cost_cases() -> list[Case]:
@@ -236,9 +275,9 @@ def cost_cases() -> list[Case]:
 
 def latency_cases(metric: str, threshold: float) -> list[Case]:
     return [
-        Case("fires when p95 is above the threshold",
+        Case(f"fires when p95 is above the threshold ({metric})",
              histogram(metric, threshold, 15, **OK), 15, [MODEL]),
-        Case("silent when calls are fast", histogram(metric, None, 15, **OK), 15),
+        Case(f"silent when calls are fast ({metric})", histogram(metric, None, 15, **OK), 15),
     ]  # fmt: skip
 
 
@@ -304,13 +343,16 @@ CASES: dict[str, list[Case]] = {
     "OrchestraceModelRetryStorm": retry_storm_cases(),
     "OrchestraceTokenBudget": token_cases(),
     "OrchestraceCostBudget": cost_cases(),
-    "OrchestraceTimeToFirstTokenSlow": latency_cases(
-        "gen_ai_client_operation_time_to_first_chunk_seconds",
-        T["time_to_first_token_p95_seconds"],
-    ),
-    "OrchestraceModelLatencyHigh": latency_cases(
-        "gen_ai_client_operation_duration_seconds", T["model_latency_p95_seconds"]
-    ),
+    "OrchestraceTimeToFirstTokenSlow": [
+        case
+        for metric in FIRST_CHUNK.values()
+        for case in latency_cases(metric, T["time_to_first_token_p95_seconds"])
+    ],
+    "OrchestraceModelLatencyHigh": [
+        case
+        for metric in CALLS.values()
+        for case in latency_cases(metric, T["model_latency_p95_seconds"])
+    ],
     "OrchestraceMessagesUndeliverable": undeliverable_cases(),
     "OrchestraceAgentBlocked": blocked_cases(),
     "OrchestraceSpansDropped": growth_cases(

@@ -221,7 +221,7 @@ def test_overview_is_templated_by_service_and_model() -> None:
     assert set(variables) == {"service", "model"}
     assert variables["service"]["query"].startswith("label_values(")
     assert variables["service"]["query"].endswith(", job)")
-    assert '{job=~"$service"}' in variables["model"]["query"]
+    assert 'job=~"$service"}' in variables["model"]["query"]
     for panel in panels(board):
         for target in panel.get("targets", []):
             assert 'job=~"$service"' in target["expr"], panel["title"]

@@ -11,6 +11,7 @@ import structlog
 from support import Traced, run_traced
 
 from runtime.agent import RunConfig
+from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
 from telemetry.logs import configure_logging
 
@@ -67,7 +68,11 @@ async def test_metrics_follow_the_run_with_role_labels(traced: Traced) -> None:
         "gen_ai.client.operation.duration",
         "gen_ai.client.token.usage",
         "orchestrace.model.cache_tokens",
-        "orchestrace.tool.duration",
+        "gen_ai.execute_tool.duration",
+        "gen_ai.invocation.duration",
+        "gen_ai.invoke_agent.inference_calls",
+        "gen_ai.invoke_agent.tool_calls",
+        "orchestrace.model.attempts",
         "orchestrace.messages.sent",
         "orchestrace.messages.received",
         "orchestrace.message.delivery.latency",
@@ -93,3 +98,40 @@ async def test_metrics_follow_the_run_with_role_labels(traced: Traced) -> None:
     token_types = {a["gen_ai.token.type"] for a, _ in points["gen_ai.client.token.usage"]}
     assert token_types == {"input", "output"}
     assert [v for a, v in points["orchestrace.runs"]] == [1]
+    # One run and one invocation per agent; each agent's own calls, by role.
+    invocations = {
+        (a["gen_ai.operation.name"], a.get("orchestrace.agent.role")): v
+        for a, v in points["gen_ai.invocation.duration"]
+    }
+    assert invocations[("invoke_workflow", None)] == 1
+    assert invocations[("invoke_agent", "lead")] == 1
+    chats = sum(v for _, v in points["gen_ai.client.operation.duration"])
+    calls = sum(v for _, v in points["gen_ai.invoke_agent.inference_calls"])
+    assert calls == invocations[("invoke_agent", "lead")] + invocations[("invoke_agent", "helper")]
+    assert chats == sum(v for _, v in points["orchestrace.model.attempts"])  # no retries here
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_the_latest_conventions_rename_the_model_call_metrics(traced: Traced) -> None:
+    """OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental: inference metrics and token
+    counters instead of the default layout's, never both; the rest unchanged."""
+    run = traced.context(model=ScriptedModel(), config=RunConfig(model="m"))
+    run.telemetry.latest = True
+    await run_scenario("spawn", run)
+    points = _points(traced)
+    assert {
+        "gen_ai.client.inference.duration",
+        "gen_ai.client.inference.usage.input_tokens",
+        "gen_ai.client.inference.usage.output_tokens",
+        "gen_ai.execute_tool.duration",
+        "gen_ai.invocation.duration",
+        "orchestrace.messages.sent",
+    } <= set(points)
+    assert not {
+        "gen_ai.client.operation.duration",
+        "gen_ai.client.token.usage",
+        "orchestrace.model.cache_tokens",
+    } & set(points)
+    inputs = points["gen_ai.client.inference.usage.input_tokens"]
+    assert {a["gen_ai.token.modality"] for a, _ in inputs} == {"text"}

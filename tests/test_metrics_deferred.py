@@ -86,7 +86,7 @@ def test_the_instruments_drain_before_every_collection(
     instruments.pending.interval = NEVER
     instruments.tool_duration.record(0.25, {"gen_ai.tool.name": "sleep"})
     instruments.delivery_latency.record(0.01, {"orchestrace.agent.role": "lead"})
-    (tool,) = _points(reader, "orchestrace.tool.duration")
+    (tool,) = _points(reader, "gen_ai.execute_tool.duration")
     (delivery,) = _points(reader, "orchestrace.message.delivery.latency")
     assert (tool.count, tool.sum, delivery.count) == (1, 0.25, 1)
     assert instruments.pending.queued == 0

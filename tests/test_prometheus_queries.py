@@ -244,7 +244,11 @@ def _ready(url: str, server: subprocess.Popen[bytes]) -> bool:
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
-    """Two spawn runs exported to a scrape endpoint and over OTLP, with a scrape after each."""
+    """Four spawn runs exported to a scrape endpoint and over OTLP, with a scrape after each,
+    alternately in the default GenAI layout and the latest conventions'
+    (``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``): every metric of both is
+    there, each growing between scrapes, and each query that reads either layout runs on
+    both."""
     exporter_port = free_port()
     with contextlib.ExitStack() as stack:
         receiver = stack.enter_context(OTLPReceiver())
@@ -265,8 +269,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
         if PROMETHEUS is not None:
             tmp = tmp_path_factory.mktemp("prometheus")
             server = stack.enter_context(start_prometheus(tmp, exporter_port))
-        for n in (1, 2):
-            asyncio.run(run_scenario("spawn", _run_context(telemetry)))
+        for n in (1, 2, 3, 4):
+            asyncio.run(run_scenario("spawn", _run_context(telemetry, latest=n % 2 == 0)))
             if server is not None:
                 wait_for(f"a scrape after run {n}", lambda n=n: server.runs_seen(n))
         assert telemetry.meter_provider.force_flush(10_000)  # type: ignore[attr-defined]
@@ -283,11 +287,12 @@ def prometheus(recorded: Recorded) -> Prometheus:
     return recorded.server
 
 
-def _run_context(telemetry: Any) -> RunContext:
+def _run_context(telemetry: Any, *, latest: bool) -> RunContext:
     return make_run(
         telemetry,
         model=ScriptedModel(latency=0, sleep=_instant),
         run_id=uuid.uuid4().hex,
+        latest=latest,
         # Streamed, as `orchestrace run` does by default: the time-to-first-token and
         # time-per-output-token panels need the histograms only streamed calls record.
         config=RunConfig(model="claude-opus-4-8", sleep=_instant, stream=True),

@@ -152,6 +152,20 @@ def histograms(traced: Traced) -> dict[str, list[tuple[dict[str, Any], int, floa
     return found
 
 
+def attempt_counts(traced: Traced) -> dict[tuple[tuple[str, Any], ...], float]:
+    """``orchestrace.model.attempts``: attribute set (sorted items) → count."""
+    data = traced.metrics.get_metrics_data()
+    assert data is not None
+    return {
+        tuple(sorted((point.attributes or {}).items())): point.value
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "orchestrace.model.attempts"
+        for point in metric.data.data_points
+    }
+
+
 # --- the wire --------------------------------------------------------------------------------
 def test_the_fake_api_streams_events_as_the_messages_api_does(api: FakeMessagesAPI) -> None:
     api.reply(TOOL_TURN)
@@ -287,6 +301,19 @@ async def test_overloaded_once_is_retried_and_the_retry_recorded(
     else:
         assert failed["http.response.status_code"] == 529
         assert "orchestrace.model.failed_mid_stream" not in failed
+    # The call succeeded, but its failed attempt is counted (what the retry-storm alert reads).
+    call = (
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.provider.name", "anthropic"),
+        ("gen_ai.request.model", MODEL),
+    )
+    failed_status = "200" if stream else "529"
+    assert attempt_counts(traced) == {
+        tuple(
+            sorted([*call, ("error.type", "529"), ("http.response.status_code", failed_status)])
+        ): 1,
+        tuple(sorted([*call, ("http.response.status_code", "200")])): 1,
+    }
 
 
 @pytest.mark.asyncio
