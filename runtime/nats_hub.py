@@ -476,21 +476,29 @@ class NatsHub(Hub):
         Raises :class:`~runtime.hub.MessageTooLargeError` over the broker's payload limit
         and :class:`~runtime.hub.TransportError` when the broker stays unreachable.
         """
+        data, headers = self._wire(envelope)  # too large for anyone: say so first
         result = self._outcome(envelope)
         if result.outcome is DeliveryOutcome.DELIVERED:
-            await self.publish(envelope)
+            await self._publish(envelope.recipient, data, headers)
         return result
 
-    async def publish(self, envelope: Envelope) -> None:
-        """Put ``envelope`` on its recipient's inbox subject, retrying through a broker
-        restart (the message id makes a retry that did land a no-op)."""
+    def _wire(self, envelope: Envelope) -> tuple[bytes, dict[str, str]]:
         data, headers = encode_envelope(envelope)
         limit = self.client.max_payload
         if len(data) + sum(len(k) + len(v) + 4 for k, v in headers.items()) > limit:
             raise MessageTooLargeError(
                 f"{len(data)} bytes is over the broker's max_payload of {limit} bytes"
             )
-        subject = self.subjects.inbox(envelope.recipient)
+        return data, headers
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Put ``envelope`` on its recipient's inbox subject, retrying through a broker
+        restart (the message id makes a retry that did land a no-op)."""
+        data, headers = self._wire(envelope)
+        await self._publish(envelope.recipient, data, headers)
+
+    async def _publish(self, recipient: str, data: bytes, headers: dict[str, str]) -> None:
+        subject = self.subjects.inbox(recipient)
         await self._retrying(functools.partial(self._publish_once, subject, data, headers))
 
     async def _publish_once(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
