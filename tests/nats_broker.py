@@ -54,9 +54,7 @@ class Broker:
         args += ["-m", str(self.monitor), "-sd", str(self.store)]
         if self.config is not None:
             args += ["-c", str(self.config)]
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = time.monotonic()
         while not self.healthy():
             if self.process.poll() is not None:

@@ -23,6 +23,7 @@ from nats_broker import Broker, free_port, running_broker
 from support import SNAPSHOT_KEYS, Recorder, Traced
 
 from runtime.agent import RunConfig, RunContext
+from runtime.cli import main
 from runtime.hub import Envelope
 from runtime.nats_hub import NatsHub, connect
 from runtime.runner import execute
@@ -61,21 +62,32 @@ def _env(instance: str) -> dict[str, str]:
 
 @contextmanager
 def workers(broker: Broker, target: str, spans: Path, *hosted: list[str]) -> Iterator[None]:
-    """One ``orchestrace worker --once`` per entry of ``hosted``, each ready before the
-    block runs; afterwards each must have exited 0 on its own (the run ended)."""
-    procs = []
+    """One ``orchestrace worker --once`` per entry of ``hosted`` (started together), each
+    ready before the block runs; afterwards each must have exited 0 on its own."""
+    procs = [
+        subprocess.Popen(
+            [
+                *CLI,
+                "worker",
+                "--hub",
+                broker.url,
+                target,
+                "--once",
+                "--spans-file",
+                str(spans),
+                *PACE,
+                *options,
+            ],
+            cwd=ROOT,
+            env=_env(f"worker{i + 1}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, options in enumerate(hosted)
+    ]
     try:
-        for i, options in enumerate(hosted):
-            proc = subprocess.Popen(
-                [*CLI, "worker", "--hub", broker.url, target, "--once", "--spans-file",
-                 str(spans), *PACE, *options],
-                cwd=ROOT,
-                env=_env(f"worker{i + 1}"),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            procs.append(proc)
+        for proc in procs:
             assert proc.stdout is not None
             ready = proc.stdout.readline()
             assert " ready: " in ready, proc.stderr.read() if proc.stderr else ""
@@ -91,15 +103,22 @@ def workers(broker: Broker, target: str, spans: Path, *hosted: list[str]) -> Ite
                 proc.communicate()
 
 
-def run_cli(*args: str, instance: str = "lead") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def start_cli(*args: str, instance: str = "lead") -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [*CLI, "run", *args, "--quiet", *PACE],
         cwd=ROOT,
         env=_env(instance),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=PROCESS_SECONDS,
     )
+
+
+def finished(proc: subprocess.Popen[str]) -> str:
+    """The stdout of a run that exited 0."""
+    out, err = proc.communicate(timeout=PROCESS_SECONDS)
+    assert proc.returncode == 0, err
+    return out
 
 
 def final_answer(stdout: str) -> str:
@@ -131,12 +150,7 @@ def shape(records: list[SpanRecord]) -> list[dict[str, Any]]:
         if r.status != "UNSET":
             out["status"] = r.status
         if r.links:
-            out["links"] = sorted(
-                f"{by_id[link.span_id].name} by {by_id[link.span_id].attributes.get('gen_ai.agent.name')}"
-                if link.span_id in by_id
-                else "<dangling>"
-                for link in r.links
-            )
+            out["links"] = sorted(_linked(by_id, link.span_id) for link in r.links)
         kids = [node(c) for c in children.get(r.span_id, [])]
         if kids:
             out["children"] = sorted(kids, key=lambda k: json.dumps(k, sort_keys=True))
@@ -145,26 +159,43 @@ def shape(records: list[SpanRecord]) -> list[dict[str, Any]]:
     return sorted((node(r) for r in children.get(None, [])), key=lambda k: json.dumps(k))
 
 
+def _linked(by_id: dict[str, SpanRecord], span_id: str) -> str:
+    target = by_id.get(span_id)
+    if target is None:
+        return "<dangling>"
+    return f"{target.name} by {target.attributes.get('gen_ai.agent.name')}"
+
+
 def _process(record: SpanRecord) -> object:
     return record.resource.get("service.instance.id")
 
 
-def test_a_team_split_over_two_workers_matches_the_in_process_run(
-    broker: Broker, tmp_path: Path
-) -> None:
-    local_spans = tmp_path / "local.jsonl"
-    local = run_cli(RESEARCH, "--spans-file", str(local_spans))
-    assert local.returncode == 0, local.stderr
+class SplitRun:
+    """The research team run in-process and split over a lead and two workers."""
 
-    spans = tmp_path / "split.jsonl"
-    with workers(broker, RESEARCH, spans, ["--agents", "researcher"], ["--agents", "critic"]):
-        split = run_cli("--hub", broker.url, RESEARCH, "--spans-file", str(spans))
-        assert split.returncode == 0, split.stderr
-    assert final_answer(split.stdout) == final_answer(local.stdout)
+    def __init__(self, tmp: Path, broker: Broker) -> None:
+        self.local_spans, self.spans = tmp / "local.jsonl", tmp / "split.jsonl"
+        local = start_cli(RESEARCH, "--spans-file", str(self.local_spans))
+        with workers(
+            broker, RESEARCH, self.spans, ["--agents", "researcher"], ["--agents", "critic"]
+        ):
+            self.split = finished(
+                start_cli("--hub", broker.url, RESEARCH, "--spans-file", str(self.spans))
+            )
+        self.local = finished(local)
+        self.records = list(iter_spans_file(self.spans))
 
-    records = list(iter_spans_file(spans))
+
+@pytest.fixture(scope="module")
+def research(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> SplitRun:
+    return SplitRun(tmp_path_factory.mktemp("research"), broker)
+
+
+def test_a_team_split_over_two_workers_matches_the_in_process_run(research: SplitRun) -> None:
+    assert final_answer(research.split) == final_answer(research.local)
+    records = research.records
     assert len({r.trace_id for r in records}) == 1, "one run, one trace"
-    assert shape(records) == shape(list(iter_spans_file(local_spans)))
+    assert shape(records) == shape(list(iter_spans_file(research.local_spans)))
     where = {
         r.attributes["gen_ai.agent.name"]: _process(r)
         for r in records
@@ -173,14 +204,8 @@ def test_a_team_split_over_two_workers_matches_the_in_process_run(
     assert where == {"planner": "lead", "researcher": "worker1", "critic": "worker2"}
 
 
-def test_every_receive_links_to_its_send_in_another_process(
-    broker: Broker, tmp_path: Path
-) -> None:
-    spans = tmp_path / "split.jsonl"
-    with workers(broker, RESEARCH, spans, ["--agents", "researcher"], ["--agents", "critic"]):
-        split = run_cli("--hub", broker.url, RESEARCH, "--spans-file", str(spans))
-        assert split.returncode == 0, split.stderr
-    records = list(iter_spans_file(spans))
+def test_every_receive_links_to_its_send_in_another_process(research: SplitRun) -> None:
+    records = research.records
     by_id = {r.span_id: r for r in records}
     receives = [r for r in records if r.name.startswith("receive ")]
     crossing = 0
@@ -199,13 +224,11 @@ def test_every_receive_links_to_its_send_in_another_process(
 def test_spawned_helpers_run_on_the_workers_as_children_of_create_subagents(
     broker: Broker, tmp_path: Path
 ) -> None:
-    local = run_cli("spawn", "--spans-file", "")
-    assert local.returncode == 0, local.stderr
+    local = start_cli("spawn", "--spans-file", "")
     spans = tmp_path / "spawn.jsonl"
     with workers(broker, "spawn", spans, [], []):
-        split = run_cli("--hub", broker.url, "spawn", "--spans-file", str(spans))
-        assert split.returncode == 0, split.stderr
-    assert final_answer(split.stdout) == final_answer(local.stdout)
+        split = finished(start_cli("--hub", broker.url, "spawn", "--spans-file", str(spans)))
+    assert final_answer(split) == final_answer(finished(local))
 
     records = list(iter_spans_file(spans))
     assert len({r.trace_id for r in records}) == 1
@@ -284,32 +307,25 @@ async def test_an_oversized_message_is_an_error_result_naming_the_limit(
     assert (send.attributes or {})["error.type"] == "too_large"
 
 
+@pytest.mark.usefixtures("command_process_state")
 @pytest.mark.parametrize("command", ["run", "worker"])
-def test_an_unreachable_broker_is_one_line_and_exit_2(command: str) -> None:
+def test_an_unreachable_broker_is_one_line_and_exit_2(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
-    args = ["spawn", "--quiet"] if command == "run" else ["spawn"]
-    proc = subprocess.run(
-        [*CLI, command, "--hub", url, *args, "--spans-file", ""],
-        cwd=ROOT,
-        env=_env(command),
-        capture_output=True,
-        text=True,
-        timeout=PROCESS_SECONDS,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith(f"orchestrace {command}: cannot reach the NATS broker at {url}")
+    quiet = ["--quiet"] if command == "run" else []
+    assert main([command, "--hub", url, "spawn", *quiet, "--spans-file", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"orchestrace {command}: cannot reach the NATS broker at {url}")
 
 
+@pytest.mark.usefixtures("command_process_state")
 @pytest.mark.parametrize("url", ["http://127.0.0.1:4222", "nats://", "127.0.0.1:4222"])
-def test_a_hub_that_is_not_a_nats_url_is_one_line_and_exit_2(url: str) -> None:
-    proc = subprocess.run(
-        [*CLI, "run", "--hub", url, "spawn", "--quiet", "--spans-file", ""],
-        cwd=ROOT,
-        env=_env("lead"),
-        capture_output=True,
-        text=True,
-        timeout=PROCESS_SECONDS,
+def test_a_hub_that_is_not_a_nats_url_is_one_line_and_exit_2(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--hub", url, "spawn", "--quiet", "--spans-file", ""]) == 2
+    assert capsys.readouterr().err == (
+        f"orchestrace run: --hub expects nats://HOST:PORT or tls://HOST:PORT, got {url!r}\n"
     )
-    assert proc.returncode == 2
-    assert proc.stderr == f"orchestrace run: --hub expects nats://HOST:PORT or tls://HOST:PORT, got {url!r}\n"
