@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from anthropic.types import Message
 from opentelemetry.context import Context
@@ -22,7 +22,9 @@ from runtime.hub import (
     AgentState,
     Envelope,
     Hub,
+    MessageTooLargeError,
     PostResult,
+    TransportError,
     WakeReason,
     render_messages,
 )
@@ -39,6 +41,9 @@ from runtime.tools import (
 )
 from telemetry.logs import bound_agent, get_logger
 from telemetry.spans import AgentSpan, RunTelemetry, ToolSpan
+
+if TYPE_CHECKING:
+    from runtime.teams import Team
 
 log = get_logger("orchestrace.agent")
 
@@ -67,6 +72,29 @@ class RunConfig:
     stream: bool = True
 
 
+class Placement(Protocol):
+    """Where agents run when the hub spans processes; a run without one hosts every agent
+    in this process. ``orchestrace run --hub`` places agents on workers through it."""
+
+    async def claim(self, team: Team) -> set[str]:
+        """The names of ``team``'s members that other processes will host."""
+
+    def register(self, name: str, role: str) -> None:
+        """Register ``name`` with the hub as hosted by another process."""
+
+    async def start(self, team: Team, parent: Context) -> dict[str, asyncio.Task[AgentResult]]:
+        """Start the claimed members (children of ``parent``); a task per member that ends
+        with the member's result, and whose cancellation ends the member."""
+
+    def offers(self, template: str) -> bool:
+        """True when another process hosts instances of ``template``."""
+
+    def spawn(
+        self, prefix: str, template: str, first_user_turn: str, parent: Context
+    ) -> tuple[str, asyncio.Task[AgentResult]]:
+        """Register a new instance of ``template`` and hand it to a process offering it."""
+
+
 @dataclass
 class RunContext:
     """What every agent of one run shares: the hub, the model, telemetry and settings."""
@@ -82,6 +110,8 @@ class RunContext:
     results: dict[str, AgentResult] = field(default_factory=dict)
     #: Names of the agents running now (one run_agent per agent at a time).
     running: set[str] = field(default_factory=set)
+    #: Where agents run when the hub spans processes (None: all of them here).
+    placement: Placement | None = None
 
     def __post_init__(self) -> None:
         self.budget = Budget(self.limits)
@@ -419,9 +449,14 @@ class _AgentLoop:
             with self.tel.send(
                 name, self.spec.role, recipient=rid, message_id=message_id, content=content
             ) as send:
-                result = self.hub.post(
-                    Envelope(message_id, name, rid, content, self.hub.now_ns(), send.traceparent)
+                envelope = Envelope(
+                    message_id, name, rid, content, self.hub.now_ns(), send.traceparent
                 )
+                try:
+                    result = await self.hub.send(envelope)
+                except TransportError as exc:
+                    kind = "too_large" if isinstance(exc, MessageTooLargeError) else "transport"
+                    raise ToolError(f"message not sent: {exc}", kind=kind) from exc
                 send.record_outcome(result.outcome)
             results.append(result)
         return describe_post(results)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import signal
@@ -29,10 +30,13 @@ from telemetry.redact import for_terminal
 from telemetry.setup import DEFAULT_SERVICE_NAME
 
 if TYPE_CHECKING:
-    from runtime.agent import AgentResult, RunContext
+    from runtime.agent import AgentResult, Placement, RunContext
+    from runtime.hub import Hub
+    from runtime.models import ModelClient
     from runtime.teams import Team
     from telemetry.jaeger import JaegerReader
     from telemetry.records import ReadNotes
+    from telemetry.setup import Telemetry
 
 # The anthropic SDK, the OTel exporters and the agent loop are imported by the command that
 # needs them: `orchestrace summary` starts in a fraction of the time `run` needs.
@@ -221,6 +225,53 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="structlog level on stderr (default: $ORCHESTRACE_LOG_LEVEL or WARNING)",
     )
+    _add_hub_options(run, required=False)
+
+    worker = commands.add_parser(
+        "worker",
+        help="host agents of a team for runs started elsewhere (--hub nats://...)",
+        description="Host agents of TARGET's team in this process for every run started with "
+        "`orchestrace run --hub URL TARGET` against the same broker: the agents named with "
+        "--agents, and instances of the team's templates (any worker offering a template "
+        "may take an instance). The worker's spans join each run's trace.",
+        epilog="example:\n"
+        "  orchestrace worker --hub nats://127.0.0.1:4222 examples/research_team.py "
+        "--agents researcher\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument("target", metavar="TARGET", help="the same TARGET the run names")
+    worker.add_argument(
+        "--agents",
+        default="",
+        metavar="A,B",
+        help="team members this worker hosts (never the lead)",
+    )
+    worker.add_argument(
+        "--templates",
+        default=None,
+        metavar="T,U",
+        help="templates whose instances this worker takes (default: all of the team's; '' none)",
+    )
+    worker.add_argument("--once", action="store_true", help="exit after one run")
+    worker.add_argument(
+        "--offline",
+        action="store_true",
+        help="use the scripted model even if ANTHROPIC_API_KEY is set",
+    )
+    worker.add_argument(
+        "--spans-file",
+        default=DEFAULT_SPANS_FILE,
+        metavar="PATH",
+        help=f"append every span here (default: {DEFAULT_SPANS_FILE}; '' to disable)",
+    )
+    worker.add_argument("--time-scale", type=_positive, default=1.0, metavar="FACTOR")
+    worker.add_argument("--latency", type=_positive, default=0.25, metavar="SECONDS")
+    worker.add_argument(
+        "--log-level",
+        default=os.environ.get("ORCHESTRACE_LOG_LEVEL", "WARNING"),
+        help="structlog level on stderr (WARNING)",
+    )
+    _add_hub_options(worker, required=True)
 
     summary = commands.add_parser(
         "summary",
@@ -268,6 +319,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--json or --mermaid)",
     )
     return parser
+
+
+def _add_hub_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--hub",
+        default=os.environ.get("ORCHESTRACE_HUB_URL") or None,
+        metavar="URL",
+        help="NATS JetStream broker (nats://HOST:PORT, tls://...) "
+        + ("that runs are started on" if required else "to spread agents over workers")
+        + " (default: $ORCHESTRACE_HUB_URL"
+        + ("" if required else "; unset: every agent in this process")
+        + ")",
+    )
+    parser.add_argument(
+        "--hub-creds",
+        default=None,
+        metavar="FILE",
+        help="NATS credentials file (default: $NATS_CREDS)",
+    )
 
 
 def _add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -334,6 +404,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             sleep=_scaled_sleep(args.time_scale),
         )
         default_prices()  # a malformed ORCHESTRACE_PRICES file is a setting error
+        if args.hub is not None:
+            _check_hub(args.hub)
     except (ConfigurationError, ValueError) as exc:
         sys.stderr.write(for_terminal(f"orchestrace run: {exc}", newlines=False) + "\n")
         return 2
@@ -362,28 +434,34 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"model: {model_name} via the Anthropic API\n")
     if telemetry.exporters:
         out.write(f"telemetry: {', '.join(telemetry.exporters)}\n")
-    run = new_run(
-        model,
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
-        content=telemetry.content,
-        run_id=uuid.uuid4().hex,
-        config=RunConfig(
-            model=model_name,
-            max_tokens=args.max_tokens,
-            max_turns=args.max_turns,
-            wait_timeout=args.wait_timeout,
-            sleep=_scaled_sleep(args.time_scale),
-            stream=args.stream,
-        ),
-        limits=RunLimits(
-            max_agents=args.max_agents or None,
-            max_model_calls=args.max_model_calls or None,
-            max_tokens_total=args.max_total_tokens or None,
-            max_concurrent_calls=args.max_concurrent_calls or None,
-            max_message_chars=args.max_message_chars or None,
-        ),
-    )
+    run_id = uuid.uuid4().hex
+
+    def make_run(hub: Hub | None = None, placement: Placement | None = None) -> RunContext:
+        return new_run(
+            model,
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+            content=telemetry.content,
+            run_id=run_id,
+            config=RunConfig(
+                model=model_name,
+                max_tokens=args.max_tokens,
+                max_turns=args.max_turns,
+                wait_timeout=args.wait_timeout,
+                sleep=_scaled_sleep(args.time_scale),
+                stream=args.stream,
+            ),
+            limits=RunLimits(
+                max_agents=args.max_agents or None,
+                max_model_calls=args.max_model_calls or None,
+                max_tokens_total=args.max_total_tokens or None,
+                max_concurrent_calls=args.max_concurrent_calls or None,
+                max_message_chars=args.max_message_chars or None,
+            ),
+            hub=hub,
+            placement=placement,
+        )
+
     trace_ids: list[str] = []
 
     def started(trace_id: str) -> None:
@@ -392,13 +470,25 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         out.flush()
 
     result: AgentResult | None = None
+    runs: list[RunContext] = []
     try:
-        result = asyncio.run(_run_interruptible(team, args.task, run, started))
+        if args.hub is None:
+            runs.append(make_run())
+            result = asyncio.run(_run_interruptible(team, args.task, runs[0], started))
+        else:
+            result = asyncio.run(
+                _run_on_broker(args.hub, args.hub_creds, team, args.task, make_run, runs, started)
+            )
     except asyncio.CancelledError:
-        if run.interrupted is None:
+        if not runs or runs[0].interrupted is None:
             raise
+    except ConfigurationError as exc:  # the broker is unreachable or unusable
+        telemetry.shutdown()
+        sys.stderr.write(for_terminal(f"orchestrace run: {exc}", newlines=False) + "\n")
+        return 2
     finally:
         telemetry.shutdown()
+    run = runs[0]
     if result is not None:
         out.write(f"\n[lead final answer]\n{for_terminal(result.text)}\n\n")
     else:
@@ -433,6 +523,48 @@ _SIGNALS: Final = {
 }
 
 
+def _check_hub(url: str) -> None:
+    """ConfigurationError for a --hub that names no NATS server, or without nats-py."""
+    try:
+        from runtime.nats_hub import check_hub_url
+    except ImportError:
+        raise ConfigurationError(
+            "--hub needs the NATS client: pip install 'orchestrace[nats]'"
+        ) from None
+    check_hub_url(url)
+
+
+async def _run_on_broker(
+    url: str,
+    creds: str | None,
+    team: Team,
+    task: str | None,
+    make_run: Callable[[Hub | None, Placement | None], RunContext],
+    runs: list[RunContext],
+    started: Callable[[str], None],
+) -> AgentResult:
+    """Run ``team`` with its hub on the NATS broker at ``url``; the lead runs here and
+    the live workers of the team host the members they pin and the spawned instances."""
+    from runtime.nats_hub import NatsHub, connect
+    from runtime.workers import BrokerPlacement, live_workers
+
+    client = await connect(url, name="orchestrace-run", creds=creds)
+    try:
+        probe = make_run(None, None)  # the run id and settings, before the hub exists
+        hub = NatsHub(
+            client, probe.telemetry.run_id, host=f"lead-{uuid.uuid4().hex[:8]}", lead=True
+        )
+        await hub.open()
+        try:
+            placement = BrokerPlacement(hub, await live_workers(client), probe.config)
+            runs.append(make_run(hub, placement))
+            return await _run_interruptible(team, task, runs[0], started)
+        finally:
+            await hub.close()
+    finally:
+        await client.close()
+
+
 async def _run_interruptible(
     team: Team, task: str | None, run: RunContext, started: Callable[[str], None]
 ) -> AgentResult:
@@ -456,6 +588,124 @@ async def _run_interruptible(
         for number in _SIGNALS.values():
             loop.remove_signal_handler(number)
         await run.model.close()
+
+
+def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
+    """``orchestrace worker``: host agents for runs on the broker; returns the exit code."""
+    from runtime.loader import UserCodeError, load_team
+    from runtime.runner import choose_model
+    from telemetry.logs import configure_logging
+    from telemetry.setup import setup_telemetry
+
+    configure_logging(args.log_level)
+    try:
+        if args.hub is None:
+            raise ConfigurationError("give the broker with --hub URL or $ORCHESTRACE_HUB_URL")
+        _check_hub(args.hub)
+        team = load_team(args.target)
+        agents = [a for a in args.agents.split(",") if a]
+        members = [a.name for a in team.agents if a.name != team.lead]
+        for name in agents:
+            if name not in members:
+                raise ConfigurationError(
+                    f"--agents: {name!r} is not a member of team {team.name!r} "
+                    f"(members: {', '.join(members) or 'none'}; the lead runs with `run`)"
+                )
+        offered = [t.name for t in team.templates]
+        templates = (
+            offered if args.templates is None else [t for t in args.templates.split(",") if t]
+        )
+        for name in templates:
+            if name not in offered:
+                raise ConfigurationError(
+                    f"--templates: {name!r} is not a template of team {team.name!r} "
+                    f"(templates: {', '.join(offered) or 'none'})"
+                )
+        if not agents and not templates:
+            raise ConfigurationError(
+                f"this worker would host nothing: name members with --agents "
+                f"({', '.join(members) or 'none'}) or give the team templates"
+            )
+        model = choose_model(
+            team, offline=args.offline, latency=args.latency, sleep=_scaled_sleep(args.time_scale)
+        )
+    except ConfigurationError as exc:
+        sys.stderr.write(for_terminal(f"orchestrace worker: {exc}", newlines=False) + "\n")
+        return 2
+    except UserCodeError as exc:
+        sys.stderr.write(exc.traceback_text)
+        return 1
+    spans_file = Path(args.spans_file) if args.spans_file else None
+    try:
+        telemetry = setup_telemetry(spans_file=spans_file)
+    except OSError as exc:
+        sys.stderr.write(f"orchestrace worker: cannot write the spans file {spans_file}: {exc}\n")
+        return 2
+    try:
+        asyncio.run(_serve_worker(args, team, model, telemetry, agents, templates, out))
+    except ConfigurationError as exc:
+        sys.stderr.write(for_terminal(f"orchestrace worker: {exc}", newlines=False) + "\n")
+        return 2
+    finally:
+        telemetry.shutdown()
+    return 0
+
+
+async def _serve_worker(
+    args: argparse.Namespace,
+    team: Team,
+    model: ModelClient,
+    telemetry: Telemetry,
+    agents: list[str],
+    templates: list[str],
+    out: TextIO,
+) -> None:
+    """Serve runs until SIGINT / SIGTERM (or one run with --once)."""
+    from collections.abc import Mapping
+    from typing import Any
+
+    from runtime.agent import RunConfig, RunContext
+    from runtime.nats_hub import NatsHub, connect
+    from runtime.workers import Worker
+    from telemetry.spans import RunTelemetry
+
+    def make_run(hub: NatsHub, config: Mapping[str, Any]) -> RunContext:
+        return RunContext(
+            hub=hub,
+            model=model,
+            telemetry=RunTelemetry(
+                run_id=hub.subjects.run_id,
+                tracer_provider=telemetry.tracer_provider,
+                meter_provider=telemetry.meter_provider,
+                content=telemetry.content,
+            ),
+            config=RunConfig(
+                model=str(config["model"]),
+                max_tokens=int(config["max_tokens"]),
+                max_turns=int(config["max_turns"]),
+                wait_timeout=float(config["wait_timeout"]),
+                stream=bool(config["stream"]),
+                sleep=_scaled_sleep(args.time_scale),
+            ),
+            limits=RunLimits(),
+        )
+
+    client = await connect(args.hub, name="orchestrace-worker", creds=args.hub_creds)
+    worker = Worker(
+        client, team, make_run, agents=agents, templates=templates, once=args.once, out=out
+    )
+    loop = asyncio.get_running_loop()
+    serving = loop.create_task(worker.serve())
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, serving.cancel)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)
+        await model.close()
+        await client.close()
 
 
 def cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
@@ -567,6 +817,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return cmd_run(args, stream)
         if args.command == "profile":
             return cmd_profile(args, stream)
+        if args.command == "worker":
+            return cmd_worker(args, stream)
         return cmd_summary(args, stream)
     except BrokenPipeError:
         # The reader went away (`orchestrace profile FILE | head`): end quietly, and keep

@@ -71,6 +71,14 @@ class InvalidAgentNameError(OrchestraceError):
     """An agent name that is empty, not a string, or has spaces or control characters."""
 
 
+class TransportError(OrchestraceError):
+    """A networked hub could not take a message (the sender is told; nothing is lost)."""
+
+
+class MessageTooLargeError(TransportError):
+    """A message over the transport's size limit (the message names the limit)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One message to one recipient, as it would travel on the wire."""
@@ -306,6 +314,12 @@ class Hub:
         self._inboxes.put(envelope)
         self._wakeups[rid].set()
         return PostResult(rid, DeliveryOutcome.DELIVERED)
+
+    async def send(self, envelope: Envelope) -> PostResult:
+        """:meth:`post` for an agent's ``send_message``: a networked hub waits here until
+        the broker has stored the message, and raises :class:`TransportError` when it
+        cannot (too large, broker gone)."""
+        return self.post(envelope)
 
     def pending(self, name: str) -> int:
         """How many messages wait unread for ``name`` (UnknownAgentError if unregistered)."""

@@ -21,7 +21,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from runtime.agent import AgentResult, RunConfig, RunContext
+from runtime.agent import AgentResult, Placement, RunConfig, RunContext
 from runtime.defaults import DEFAULT_SPANS_FILE
 from runtime.errors import ConfigurationError
 from runtime.hub import AgentState, Hub
@@ -156,10 +156,13 @@ def new_run(
     config: RunConfig,
     limits: RunLimits,
     run_id: str | None = None,
+    hub: Hub | None = None,
+    placement: Placement | None = None,
 ) -> RunContext:
-    """A fresh hub and run telemetry around ``model``."""
+    """Run telemetry around ``model`` and ``hub`` (default: a fresh in-process hub)."""
     return RunContext(
-        hub=Hub(),
+        hub=hub if hub is not None else Hub(),
+        placement=placement,
         model=model,
         telemetry=RunTelemetry(
             run_id=run_id or uuid.uuid4().hex,

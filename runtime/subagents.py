@@ -75,6 +75,24 @@ def create_subagents_schema(templates: Sequence[Agent]) -> Schema:
     return schema
 
 
+def spawned_spec(
+    name: str, template: Agent, first_user_turn: str, *, caller: str | None = None
+) -> AgentSpec:
+    """How instance ``name`` of ``template`` runs (spawned by ``caller``)."""
+    return AgentSpec(
+        name=name,
+        role=template.name,
+        system=spawned_system_prompt(name, template),
+        first_user_turn=first_user_turn,
+        tools=template.agent_tools,
+        model=template.model,
+        max_turns=template.max_turns,
+        max_tokens=template.max_tokens,
+        stream=template.stream,
+        caller=caller,
+    )
+
+
 class Subagents:
     """The agents one lead has spawned from its templates, and the tools to manage them.
 
@@ -113,23 +131,18 @@ class Subagents:
         # Spawned agents are children of this execute_tool span: pass its context explicitly.
         parent = current_context()
         spawned = []
+        placement = self.run.placement
         for suffix in per:
-            name = hub.new_name(template.name, role=template.name)
-            spec = AgentSpec(
-                name=name,
-                role=template.name,
-                system=spawned_system_prompt(name, template),
-                first_user_turn=f"{base}\n\n{suffix}".strip(),
-                tools=template.agent_tools,
-                model=template.model,
-                max_turns=template.max_turns,
-                max_tokens=template.max_tokens,
-                stream=template.stream,
-                caller=self.spawner,
-            )
-            self.tasks[name] = asyncio.create_task(
-                run_agent(self.run, spec, parent=parent), name=f"agent {name}"
-            )
+            first_turn = f"{base}\n\n{suffix}".strip()
+            if placement is not None and placement.offers(template.name):
+                name, task = placement.spawn(template.name, template.name, first_turn, parent)
+                self.tasks[name] = task
+            else:
+                name = hub.new_name(template.name, role=template.name)
+                spec = spawned_spec(name, template, first_turn, caller=self.spawner)
+                self.tasks[name] = asyncio.create_task(
+                    run_agent(self.run, spec, parent=parent), name=f"agent {name}"
+                )
             spawned.append(name)
         # Let each spawned agent start (open its span, reach its first model call) before
         # the lead goes on: a kill in the same response would otherwise cancel a task that

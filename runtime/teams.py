@@ -261,38 +261,32 @@ async def run_team(run: RunContext, team: Team, task: str | None = None) -> Agen
 
     hub = run.hub
     lead = team.lead_agent
+    placement = run.placement
+    elsewhere = await placement.claim(team) if placement is not None else set()
     for agent in team.agents:
-        hub.register(agent.name, role="lead" if agent is lead else "member")
-    messaging = len(team.agents) > 1 or bool(team.templates)
+        role = "lead" if agent is lead else "member"
+        if agent.name in elsewhere and placement is not None:
+            placement.register(agent.name, role)
+        else:
+            hub.register(agent.name, role)
     subagents = Subagents(run, team.templates, spawner=lead.name) if team.templates else None
     parent = current_context()
-
-    def spec(agent: Agent, extra: Sequence[AgentTool] = ()) -> AgentSpec:
-        first = task if agent is lead and task is not None else agent.task
-        if first is None:
-            first = DEFAULT_MEMBER_TASK
-        return AgentSpec(
-            name=agent.name,
-            role=hub.role(agent.name),
-            system=team_system_prompt(agent, team),
-            first_user_turn=first,
-            tools=(*agent.agent_tools, *extra),
-            messaging=messaging,
-            model=agent.model,
-            max_turns=agent.max_turns,
-            max_tokens=agent.max_tokens,
-            stream=agent.stream,
-        )
-
+    remote = await placement.start(team, parent) if placement is not None else {}
     members = [
-        asyncio.create_task(run_agent(run, spec(a), parent=parent), name=f"agent {a.name}")
+        remote[a.name]
+        if a.name in remote
+        else asyncio.create_task(
+            run_agent(run, member_spec(team, a, hub.role(a.name)), parent=parent),
+            name=f"agent {a.name}",
+        )
         for a in team.agents
         if a is not lead
     ]
     try:
-        result = await run_agent(
-            run, spec(lead, subagents.tools() if subagents else ()), parent=parent
+        lead_spec = member_spec(
+            team, lead, hub.role(lead.name), task, subagents.tools() if subagents else ()
         )
+        result = await run_agent(run, lead_spec, parent=parent)
         if members:
             # Members still working may answer the lead's last message; then they go.
             await asyncio.wait(members, timeout=team.grace_seconds)
@@ -303,6 +297,30 @@ async def run_team(run: RunContext, team: Team, task: str | None = None) -> Agen
         if subagents is not None:
             await subagents.shutdown()
     return result
+
+
+def member_spec(
+    team: Team,
+    agent: Agent,
+    role: str,
+    task: str | None = None,
+    extra: Sequence[AgentTool] = (),
+) -> AgentSpec:
+    """How ``agent`` of ``team`` runs: its prompt, first turn (``task`` for the lead when
+    given), tools (``extra`` added) and the team's messaging tools."""
+    first = task if agent.name == team.lead and task is not None else agent.task
+    return AgentSpec(
+        name=agent.name,
+        role=role,
+        system=team_system_prompt(agent, team),
+        first_user_turn=first if first is not None else DEFAULT_MEMBER_TASK,
+        tools=(*agent.agent_tools, *extra),
+        messaging=len(team.agents) > 1 or bool(team.templates),
+        model=agent.model,
+        max_turns=agent.max_turns,
+        max_tokens=agent.max_tokens,
+        stream=agent.stream,
+    )
 
 
 def scripts_of(team: Team) -> dict[str, Script]:

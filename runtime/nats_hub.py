@@ -1,0 +1,630 @@
+"""The hub on NATS JetStream: the agents of one run spread over several processes.
+
+One stream per run keeps a run's messages together and lets a run be deleted (or expire)
+as a whole::
+
+    stream ORCHESTRACE_<run>            subjects orchestrace.<run>.>, file storage
+      orchestrace.<run>.inbox.<agent>   one Envelope per message; durable consumer inbox-<agent>
+      orchestrace.<run>.spawn.<tmpl>    spawn assignments; one durable consumer spawn-<tmpl>
+                                        shared by every worker offering the template
+    KV bucket orchestrace-<run>         agent.<agent> → role, state, host (and how it ended);
+                                        "run" → ended once the lead has finished
+    KV bucket orchestrace-workers       worker.<id> → team, pinned agents, templates (TTL)
+
+The payload is the :class:`~runtime.hub.Envelope` as JSON; the sender's trace context
+travels in the message headers through the OpenTelemetry propagator, and ``Nats-Msg-Id``
+(the message id) lets the broker drop a duplicate publish. A message is acknowledged only
+once it has been drained into its agent's turn; a redelivery of a message already in the
+inbox (or already read) is recognised by its id and not handed over twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, StorageType
+from nats.js.kv import KeyValue
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan
+
+from runtime.errors import ConfigurationError
+from runtime.hub import (
+    SYSTEM_SENDER,
+    AgentState,
+    DeliveryOutcome,
+    Envelope,
+    Hub,
+    MessageTooLargeError,
+    PostResult,
+    TransportError,
+)
+from telemetry.logs import get_logger
+from telemetry.spans import format_traceparent, parse_traceparent
+
+log = get_logger("orchestrace.nats")
+
+#: The environment variable that selects the hub (``--hub`` wins over it).
+HUB_URL_ENV: Final = "ORCHESTRACE_HUB_URL"
+#: A NATS credentials file (the ``nats`` CLI's name for it); ``--hub-creds`` wins.
+CREDS_ENV: Final = "NATS_CREDS"
+
+SUBJECT_ROOT: Final = "orchestrace"
+WORKERS_BUCKET: Final = "orchestrace-workers"
+#: How long an unacknowledged message waits before the broker offers it again.
+ACK_WAIT_SECONDS: Final = 30.0
+#: How long a publish may keep failing (broker restarting) before the sender is told.
+PUBLISH_PATIENCE_SECONDS: Final = 30.0
+#: The broker keeps a run's messages and registry this long, then drops them.
+RUN_MAX_AGE_SECONDS: Final = 24 * 3600.0
+_FETCH_SECONDS: Final = 2.0
+_RETRY_SECONDS: Final = 0.2
+_SAFE: Final = re.compile(r"[A-Za-z0-9_-]+")
+_RUN_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class BrokerUnavailableError(ConfigurationError):
+    """The broker cannot be reached or used (a one-line message, exit status 2)."""
+
+
+def token(name: str) -> str:
+    """``name`` as one subject token, consumer name and KV key part.
+
+    Names of letters, digits, ``_`` and ``-`` stay as they are; any other name becomes
+    ``=`` and its UTF-8 bytes in hex (``=`` never appears in a kept name, so two names
+    never share a token).
+    """
+    return name if _SAFE.fullmatch(name) else "=" + name.encode().hex()
+
+
+def check_hub_url(url: str) -> str:
+    """``url`` if it names a NATS server (nats:// or tls://, a host), else ConfigurationError."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("nats", "tls") or not parts.hostname:
+        raise ConfigurationError(f"--hub expects nats://HOST:PORT or tls://HOST:PORT, got {url!r}")
+    return url
+
+
+async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
+    """A client connected to ``url``, or :class:`BrokerUnavailableError` after a few tries.
+
+    Once connected the client reconnects for as long as it takes (a broker restart), and
+    the run's publishes and fetches retry meanwhile.
+    """
+    check_hub_url(url)
+    creds = creds or os.environ.get(CREDS_ENV) or None
+
+    async def quiet(exc: Exception) -> None:
+        log.debug("nats client", error=f"{type(exc).__name__}: {exc}")
+
+    try:
+        client = await nats.connect(
+            servers=[url],
+            name=name,
+            connect_timeout=2,
+            max_reconnect_attempts=2,
+            reconnect_time_wait=0.2,
+            user_credentials=creds,
+            error_cb=quiet,
+            disconnected_cb=None,
+        )
+    except Exception as exc:  # refused, timed out, TLS or auth failures
+        reason = str(exc) or type(exc).__name__
+        raise BrokerUnavailableError(f"cannot reach the NATS broker at {url}: {reason}") from None
+    client.options["max_reconnect_attempts"] = -1  # from now on: never give up
+    try:
+        await client.jetstream().account_info()
+    except Exception as exc:
+        await client.close()
+        raise BrokerUnavailableError(
+            f"the NATS broker at {url} has no JetStream (start it with -js): {exc}"
+        ) from None
+    return client
+
+
+class RunSubjects:
+    """The names one run uses on the broker."""
+
+    def __init__(self, run_id: str) -> None:
+        if not _RUN_ID.fullmatch(run_id):
+            raise ConfigurationError(f"run id {run_id!r} must be letters, digits, '_' or '-'")
+        self.run_id = run_id
+        self.stream = f"ORCHESTRACE_{run_id}"
+        self.bucket = f"orchestrace-{run_id}"
+        self.prefix = f"{SUBJECT_ROOT}.{run_id}"
+
+    def inbox(self, agent: str) -> str:
+        """The subject of ``agent``'s inbox."""
+        return f"{self.prefix}.inbox.{token(agent)}"
+
+    def spawn(self, template: str) -> str:
+        """The subject of the assignments for instances of ``template``."""
+        return f"{self.prefix}.spawn.{token(template)}"
+
+
+def inject_context(context: Context | None, headers: dict[str, str]) -> dict[str, str]:
+    """Write ``context``'s trace context into message ``headers`` (the global propagator)."""
+    propagate.inject(headers, context=context)
+    return headers
+
+
+def context_of_traceparent(traceparent: str | None) -> Context | None:
+    """A context whose current span is the one ``traceparent`` names (None if malformed)."""
+    span_context = parse_traceparent(traceparent)
+    if span_context is None:
+        return None
+    return trace.set_span_in_context(NonRecordingSpan(span_context), Context())
+
+
+def extract_context(headers: Mapping[str, str] | None) -> Context:
+    """The trace context a message's headers carry."""
+    return propagate.extract(dict(headers or {}))
+
+
+def encode_envelope(envelope: Envelope) -> tuple[bytes, dict[str, str]]:
+    """The payload and headers of ``envelope`` on the wire.
+
+    The traceparent goes in the headers only (the propagator writes it), not twice.
+    """
+    body = envelope.to_dict()
+    body.pop("traceparent")
+    headers = {"Nats-Msg-Id": envelope.message_id}
+    inject_context(context_of_traceparent(envelope.traceparent), headers)
+    return json.dumps(body, ensure_ascii=False).encode(), headers
+
+
+def decode_envelope(data: bytes, headers: Mapping[str, str] | None) -> Envelope:
+    """The envelope a message carries (ValueError / KeyError for a malformed one)."""
+    body = json.loads(data)
+    span = trace.get_current_span(extract_context(headers))
+    body["traceparent"] = format_traceparent(span.get_span_context())
+    return Envelope.from_dict(body)
+
+
+class NatsHub(Hub):
+    """A :class:`~runtime.hub.Hub` whose inboxes are JetStream consumers and whose registry
+    is a key-value bucket shared by every process of the run.
+
+    Agents registered here (:meth:`register`, :meth:`adopt`) are hosted by this process:
+    a background task fetches their messages into the local inbox. Every other agent of
+    the run is known from the registry bucket, kept in step by a watch. ``host`` names
+    this process in the registry. Every wait for messages ends on a message or the
+    timeout: the in-process "no one can send" wake-up is not computed across processes.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        run_id: str,
+        *,
+        host: str,
+        lead: bool = False,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        super().__init__(clock_ns=clock_ns)
+        self.client = client
+        self.js: JetStreamContext = client.jetstream()
+        self.subjects = RunSubjects(run_id)
+        self.host = host
+        self.lead = lead
+        self._kv: KeyValue | None = None
+        self._local: set[str] = set()
+        self._unacked: dict[str, dict[str, Msg]] = {}
+        self._seen: dict[str, set[str]] = {}
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._finished: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._writes: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Event()
+        #: Set once the lead has ended the run.
+        self.run_ended = asyncio.Event()
+        #: Called with the name of a local agent another process has killed.
+        self.on_kill: Callable[[str], None] | None = None
+
+    # --- life cycle ----------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create (the lead) or bind (a worker) the run's stream and registry, and start
+        following the registry; returns once the registry's current entries are known."""
+        try:
+            if self.lead:
+                await self.js.add_stream(
+                    name=self.subjects.stream,
+                    subjects=[f"{self.subjects.prefix}.>"],
+                    storage=StorageType.FILE,
+                    max_age=RUN_MAX_AGE_SECONDS,
+                )
+                self._kv = await self.js.create_key_value(
+                    bucket=self.subjects.bucket,
+                    storage=StorageType.FILE,
+                    ttl=RUN_MAX_AGE_SECONDS,
+                )
+            else:
+                self._kv = await self.js.key_value(self.subjects.bucket)
+            watcher = await self._kv.watchall()
+        except Exception as exc:
+            raise BrokerUnavailableError(
+                f"cannot open run {self.subjects.run_id} on the broker: {exc}"
+            ) from None
+        ready = asyncio.Event()
+        self._background(self._follow(watcher, ready))
+        self._background(self._write_entries())
+        await ready.wait()
+
+    async def flush(self) -> None:
+        """Return once every registry entry written so far is on the broker."""
+        await self._writes.join()
+
+    async def close(self) -> None:
+        """Write the last registry entries and acknowledgements, stop every task."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PUBLISH_PATIENCE_SECONDS):
+                await self._writes.join()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- registry ------------------------------------------------------------------------
+    def register(self, name: str, role: str = "agent") -> None:
+        """Register ``name`` as hosted by this process and start fetching its messages."""
+        fresh = name not in self._states
+        if fresh:
+            self._local.add(name)
+        try:
+            super().register(name, role)
+        except Exception:
+            if fresh:
+                self._local.discard(name)
+            raise
+        self._unacked[name] = {}
+        self._seen[name] = set()
+        self._consumers[name] = self._background(self._consume(name))
+
+    def register_remote(self, name: str, role: str, host: str) -> None:
+        """Register ``name`` as hosted by ``host`` (another process, or a work queue)."""
+        if name in self._states:
+            super().register(name, role)  # raises DuplicateAgentError
+        self._states[name] = AgentState.ACTIVE
+        self._roles[name] = role
+        self._write_entry(name, {"state": AgentState.ACTIVE, "host": host})
+
+    def adopt(self, name: str, role: str) -> bool:
+        """Host ``name`` here, which the lead registered for another process; False if it
+        has ended meanwhile (killed before anyone took it)."""
+        known = self._states.get(name)
+        if known is not None and known.ended:
+            return False
+        self._states.pop(name, None)
+        self._roles.pop(name, None)
+        self.register(name, role)
+        return True
+
+    def new_remote_name(self, prefix: str, role: str, host: str) -> str:
+        """Register and return the next free ``{prefix}{n}`` as hosted by ``host``."""
+        ids = self._name_ids.setdefault(prefix, itertools.count(1))
+        while True:
+            name = f"{prefix}{next(ids)}"
+            if name not in self._states:
+                self.register_remote(name, role, host)
+                return name
+
+    def _set(self, name: str, state: AgentState) -> None:
+        super()._set(name, state)
+        if name in self._local:
+            self._write_entry(name, {"state": state, "host": self.host})
+
+    def set_state(self, name: str, state: AgentState) -> None:
+        """Move ``name`` to ``state``; for an agent hosted elsewhere (a kill) the registry
+        carries the change to its host."""
+        if name in self._local:
+            super().set_state(name, state)
+            return
+        if self.state(name).ended:
+            return
+        self._states[name] = state
+        self._write_entry(name, {"state": state})
+
+    def finished(self, name: str, state: AgentState, reason: str, text: str) -> None:
+        """Record how local agent ``name`` ended, for the process waiting on it."""
+        self._write_entry(name, {"state": state, "finished": True, "reason": reason, "text": text})
+
+    async def wait_finished(self, name: str) -> dict[str, Any]:
+        """The registry entry of ``name`` once its host says it has ended."""
+        entry = self._entries.get(name)
+        if entry is not None and entry.get("finished"):
+            return entry
+        future = self._finished.setdefault(name, asyncio.get_running_loop().create_future())
+        return await asyncio.shield(future)
+
+    async def knows(self, names: set[str]) -> None:
+        """Return once every one of ``names`` is in the registry as this process sees it."""
+        while not names <= self._states.keys():
+            self._changed.clear()
+            await self._changed.wait()
+
+    def end_run(self) -> None:
+        """The lead has finished: tell every process of the run."""
+        self._put("run", {"state": "ended"})
+
+    def retire(self) -> None:
+        """The run is over here (listeners see its agents go); the lead ends the run."""
+        super().retire()
+        if self.lead:
+            self.end_run()
+
+    def _check_no_senders(self) -> None:
+        """Not computed across processes: waits end on a message or their timeout."""
+
+    def pending(self, name: str) -> int:
+        """Messages waiting in this process for ``name`` (0 for agents hosted elsewhere)."""
+        self.state(name)
+        return self._inboxes.pending(name) if name in self._local else 0
+
+    def _write_entry(self, name: str, fields: Mapping[str, Any]) -> None:
+        entry = {**self._entries.get(name, {}), "name": name, "role": self._roles.get(name)}
+        entry.update({k: str(v) if isinstance(v, AgentState) else v for k, v in fields.items()})
+        entry["by"] = self.host
+        self._entries[name] = entry
+        self._put(f"agent.{token(name)}", entry)
+
+    def _put(self, key: str, value: Mapping[str, Any]) -> None:
+        self._writes.put_nowait((key, json.dumps(value).encode()))
+
+    async def _write_entries(self) -> None:
+        assert self._kv is not None
+        while True:
+            key, value = await self._writes.get()
+            try:
+                await self._retrying(functools.partial(self._kv_put, key, value))
+            except TransportError as exc:
+                log.warning("registry entry not written", key=key, error=str(exc))
+            finally:
+                self._writes.task_done()
+
+    async def _kv_put(self, key: str, value: bytes) -> None:
+        assert self._kv is not None
+        await self._kv.put(key, value)
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher, ready: asyncio.Event) -> None:
+        async for entry in watcher:
+            if entry is None:
+                ready.set()
+                continue
+            if entry.value is None or entry.operation is not None:
+                continue
+            try:
+                value = json.loads(entry.value)
+                if entry.key == "run":
+                    if value.get("state") == "ended":
+                        self.run_ended.set()
+                    continue
+                self._apply(value)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("registry entry ignored", key=entry.key, error=str(exc))
+
+    def _apply(self, entry: dict[str, Any]) -> None:
+        name = str(entry["name"])
+        state = AgentState(entry["state"])
+        if entry.get("finished"):
+            future = self._finished.pop(name, None)
+            if future is not None and not future.done():
+                future.set_result(entry)
+        if entry.get("by") == self.host:
+            return  # our own write, already applied
+        if name in self._local:
+            # Only a kill comes from another process for an agent hosted here.
+            if state is AgentState.KILLED and not self._states[name].ended:
+                super().set_state(name, AgentState.KILLED)
+                if self.on_kill is not None:
+                    self.on_kill(name)
+            return
+        self._entries[name] = entry
+        self._changed.set()
+        known = self._states.get(name)
+        if known is None or not known.ended:
+            self._states[name] = state
+        if entry.get("role") is not None:
+            self._roles[name] = str(entry["role"])
+
+    # --- messages ------------------------------------------------------------------------
+    def new_message_id(self) -> str:
+        """A message id unique across the run's processes (the broker dedups by it)."""
+        return f"msg-{self.host}-{next(self._ids)}"
+
+    def _outcome(self, envelope: Envelope) -> PostResult:
+        rid = envelope.recipient
+        state = self._states.get(rid)
+        if state is None:
+            return PostResult(rid, DeliveryOutcome.UNKNOWN)
+        if state.ended:
+            return PostResult(rid, DeliveryOutcome.ENDED, state)
+        return PostResult(rid, DeliveryOutcome.DELIVERED)
+
+    def post(self, envelope: Envelope) -> PostResult:
+        """Publish ``envelope`` in the background (runtime notices); its outcome now."""
+        result = self._outcome(envelope)
+        if result.outcome is DeliveryOutcome.DELIVERED:
+            self._background(self._publish_logged(envelope))
+        return result
+
+    async def send(self, envelope: Envelope) -> PostResult:
+        """Publish ``envelope`` and wait for the broker to store it.
+
+        Raises :class:`~runtime.hub.MessageTooLargeError` over the broker's payload limit
+        and :class:`~runtime.hub.TransportError` when the broker stays unreachable.
+        """
+        data, headers = self._wire(envelope)  # too large for anyone: say so first
+        result = self._outcome(envelope)
+        if result.outcome is DeliveryOutcome.DELIVERED:
+            await self._publish(envelope.recipient, data, headers)
+        return result
+
+    def _wire(self, envelope: Envelope) -> tuple[bytes, dict[str, str]]:
+        data, headers = encode_envelope(envelope)
+        limit = self.client.max_payload
+        if len(data) + sum(len(k) + len(v) + 4 for k, v in headers.items()) > limit:
+            raise MessageTooLargeError(
+                f"{len(data)} bytes is over the broker's max_payload of {limit} bytes"
+            )
+        return data, headers
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Put ``envelope`` on its recipient's inbox subject, retrying through a broker
+        restart (the message id makes a retry that did land a no-op)."""
+        data, headers = self._wire(envelope)
+        await self._publish(envelope.recipient, data, headers)
+
+    async def _publish(self, recipient: str, data: bytes, headers: dict[str, str]) -> None:
+        subject = self.subjects.inbox(recipient)
+        await self._retrying(functools.partial(self._publish_once, subject, data, headers))
+
+    async def _publish_once(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        try:
+            await self.js.publish(subject, data, headers=headers, stream=self.subjects.stream)
+        except nats.errors.MaxPayloadError as exc:
+            raise MessageTooLargeError(
+                f"{len(data)} bytes is over the broker's max_payload of "
+                f"{self.client.max_payload} bytes"
+            ) from exc
+
+    async def _publish_logged(self, envelope: Envelope) -> None:
+        try:
+            await self.publish(envelope)
+        except TransportError as exc:
+            log.warning("notice not delivered", message_id=envelope.message_id, error=str(exc))
+
+    async def _retrying(self, attempt: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PUBLISH_PATIENCE_SECONDS
+        while True:
+            try:
+                await attempt()
+                return
+            except MessageTooLargeError:
+                raise
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+                if loop.time() >= deadline:
+                    raise TransportError(f"the broker did not take it: {exc}") from exc
+                await asyncio.sleep(_RETRY_SECONDS)
+
+    def drain(self, name: str) -> list[Envelope]:
+        """Take ``name``'s waiting messages; each is acknowledged now that it is in the
+        agent's turn (or about to be bounced to its sender)."""
+        envelopes = super().drain(name)
+        self._acknowledge(name, envelopes)
+        return envelopes
+
+    def end(self, name: str, state: AgentState) -> list[Envelope]:
+        """End ``name`` and return its unread messages (acknowledged: they are bounced)."""
+        envelopes = super().end(name, state)
+        self._acknowledge(name, envelopes)
+        return envelopes
+
+    def _acknowledge(self, name: str, envelopes: list[Envelope]) -> None:
+        handles = self._unacked.get(name, {})
+        for envelope in envelopes:
+            msg = handles.pop(envelope.message_id, None)
+            if msg is not None:
+                self._background(_ack(msg))
+
+    async def _consume(self, name: str) -> None:
+        subject = self.subjects.inbox(name)
+        config = ConsumerConfig(ack_wait=ACK_WAIT_SECONDS, filter_subject=subject)
+        while True:
+            try:
+                subscription = await self.js.pull_subscribe(
+                    subject,
+                    durable=f"inbox-{token(name)}",
+                    stream=self.subjects.stream,
+                    config=config,
+                )
+                break
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+                log.debug("inbox consumer not ready", agent=name, error=str(exc))
+                await asyncio.sleep(_RETRY_SECONDS)
+        while True:
+            try:
+                messages = await subscription.fetch(64, timeout=_FETCH_SECONDS)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+                log.debug("inbox fetch failed; retrying", agent=name, error=str(exc))
+                await asyncio.sleep(_RETRY_SECONDS)
+                continue
+            for msg in messages:
+                self._accept(name, msg)
+
+    def _accept(self, name: str, msg: Msg) -> None:
+        try:
+            envelope = decode_envelope(msg.data, msg.headers)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("malformed message dropped", agent=name, error=str(exc))
+            self._background(_ack(msg))
+            return
+        unacked = self._unacked[name]
+        if envelope.message_id in self._seen[name]:
+            # A redelivery: still unread → acknowledge this copy later; read → now.
+            if envelope.message_id in unacked:
+                unacked[envelope.message_id] = msg
+            else:
+                self._background(_ack(msg))
+            return
+        self._seen[name].add(envelope.message_id)
+        state = self._states[name]
+        if state.ended:
+            self._bounce_late(name, state, envelope)
+            self._background(_ack(msg))
+            return
+        unacked[envelope.message_id] = msg
+        self._inboxes.put(envelope)
+        self._wakeups[name].set()
+
+    def _bounce_late(self, name: str, state: AgentState, envelope: Envelope) -> None:
+        """A message that reached ``name`` after it ended goes back to its sender."""
+        if envelope.sender == SYSTEM_SENDER:
+            return
+        notice = (
+            f"undeliverable: your message {envelope.message_id} to {name} was never read "
+            f"({name} is {state}); it began: {envelope.content[:80]!r}"
+        )
+        self.post(
+            Envelope(
+                self.new_message_id(),
+                SYSTEM_SENDER,
+                envelope.sender,
+                notice,
+                self.now_ns(),
+                envelope.traceparent,
+            )
+        )
+
+
+async def _ack(msg: Msg) -> None:
+    try:
+        await msg.ack()
+    except (nats.errors.Error, OSError) as exc:
+        # Unacknowledged, it comes back after ack_wait and is recognised by its id.
+        log.debug("ack failed", error=str(exc))

@@ -1,0 +1,427 @@
+"""Agents in several processes: the lead's placement and the ``orchestrace worker`` loop.
+
+A worker announces itself in the ``orchestrace-workers`` bucket (its team, the agents it
+pins with ``--agents``, the templates it offers) and refreshes the entry while it lives.
+The process that starts a run reads the live workers of its team, asks each to join the
+run (a request on ``orchestrace.worker.<id>.join``), registers the pinned members as
+hosted there, and starts them with the workflow span's context in the request headers.
+Spawned instances of an offered template go to the run's ``spawn.<template>`` subject,
+whose one durable consumer the offering workers share: each assignment is taken by one
+of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TextIO
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig
+from nats.js.kv import KeyValue
+from opentelemetry.context import Context
+
+from runtime.agent import AgentResult, AgentSpec, RunConfig, RunContext, run_agent
+from runtime.hub import AgentState
+from runtime.nats_hub import (
+    WORKERS_BUCKET,
+    NatsHub,
+    RunSubjects,
+    extract_context,
+    inject_context,
+    token,
+)
+from runtime.subagents import spawned_spec
+from runtime.teams import Team, member_spec
+from telemetry.logs import get_logger
+
+log = get_logger("orchestrace.workers")
+
+#: A worker refreshes its entry this often; the bucket forgets it after WORKER_TTL.
+HEARTBEAT_SECONDS: Final = 2.0
+WORKER_TTL_SECONDS: Final = 10.0
+#: How long the lead waits for a worker to answer a join or start request.
+REQUEST_SECONDS: Final = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What a live worker offers: its team, pinned agents and templates."""
+
+    id: str
+    team: str
+    agents: tuple[str, ...]
+    templates: tuple[str, ...]
+
+    def to_json(self) -> bytes:
+        """The entry in the workers bucket."""
+        return json.dumps(
+            {"id": self.id, "team": self.team, "agents": self.agents, "templates": self.templates}
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> WorkerInfo:
+        """Read an entry of the workers bucket (ValueError / KeyError if malformed)."""
+        value = json.loads(data)
+        return cls(
+            str(value["id"]),
+            str(value["team"]),
+            tuple(str(a) for a in value["agents"]),
+            tuple(str(t) for t in value["templates"]),
+        )
+
+
+def _join_subject(worker: str) -> str:
+    return f"orchestrace.worker.{worker}.join"
+
+
+def _start_subject(worker: str, run_id: str) -> str:
+    return f"orchestrace.worker.{worker}.start.{run_id}"
+
+
+async def workers_bucket(client: Client) -> KeyValue:
+    """The bucket of live workers, created on first use."""
+    js = client.jetstream()
+    try:
+        return await js.key_value(WORKERS_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        return await js.create_key_value(bucket=WORKERS_BUCKET, ttl=WORKER_TTL_SECONDS)
+
+
+async def live_workers(client: Client) -> list[WorkerInfo]:
+    """Every worker whose entry has not expired."""
+    bucket = await workers_bucket(client)
+    try:
+        keys = await bucket.keys()
+    except nats.js.errors.NoKeysError:
+        return []
+    found = []
+    for key in keys:
+        try:
+            entry = await bucket.get(key)
+            if entry.value:
+                found.append(WorkerInfo.from_json(entry.value))
+        except (nats.js.errors.KeyNotFoundError, ValueError, KeyError, TypeError):
+            continue  # expired meanwhile, or not a worker entry
+    return found
+
+
+def run_config_of(config: RunConfig) -> dict[str, Any]:
+    """The run settings a worker's agents share with the lead's."""
+    return {
+        "model": config.model,
+        "max_tokens": config.max_tokens,
+        "max_turns": config.max_turns,
+        "wait_timeout": config.wait_timeout,
+        "stream": config.stream,
+    }
+
+
+class BrokerPlacement:
+    """The lead's side: which members live workers host, and spawns handed to workers.
+
+    Implements :class:`runtime.agent.Placement` over a :class:`~runtime.nats_hub.NatsHub`.
+    """
+
+    def __init__(self, hub: NatsHub, workers: Sequence[WorkerInfo], config: RunConfig) -> None:
+        self.hub = hub
+        self.workers = list(workers)
+        self.config = config
+        self._joined: list[WorkerInfo] = []
+        self._pinned: dict[str, str] = {}
+        self._templates: set[str] = set()
+
+    async def claim(self, team: Team) -> set[str]:
+        """Ask every live worker of ``team`` to join the run; the members they pin."""
+        members = {a.name for a in team.agents if a.name != team.lead}
+        pinned: dict[str, str] = {}
+        for worker in self.workers:
+            if worker.team != team.name:
+                continue
+            mine = [a for a in worker.agents if a in members and a not in pinned]
+            request = {
+                "run_id": self.hub.subjects.run_id,
+                "team": team.name,
+                "agents": mine,
+                "config": run_config_of(self.config),
+            }
+            try:
+                await self.hub.client.request(
+                    _join_subject(worker.id), json.dumps(request).encode(), timeout=REQUEST_SECONDS
+                )
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning(
+                    "worker did not join; its agents run here", worker=worker.id, error=str(exc)
+                )
+                continue
+            self._joined.append(worker)
+            pinned.update(dict.fromkeys(mine, worker.id))
+            self._templates.update(worker.templates)
+        self._pinned = pinned
+        return set(pinned)
+
+    def register(self, name: str, role: str) -> None:
+        """Register claimed member ``name`` as hosted by its worker."""
+        self.hub.register_remote(name, role, host=self._pinned[name])
+
+    async def start(self, team: Team, parent: Context) -> dict[str, asyncio.Task[AgentResult]]:
+        """Start the claimed members on their workers, children of ``parent``."""
+        await self.hub.flush()
+        headers = inject_context(parent, {})
+        for worker in self._joined:
+            try:
+                await self.hub.client.request(
+                    _start_subject(worker.id, self.hub.subjects.run_id),
+                    b"",
+                    timeout=REQUEST_SECONDS,
+                    headers=headers,
+                )
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("worker did not start its agents", worker=worker.id, error=str(exc))
+        loop = asyncio.get_running_loop()
+        return {
+            name: loop.create_task(self._remote(name), name=f"agent {name}")
+            for name in self._pinned
+        }
+
+    def offers(self, template: str) -> bool:
+        """True when a joined worker offers ``template``."""
+        return template in self._templates
+
+    def spawn(
+        self, prefix: str, template: str, first_user_turn: str, parent: Context
+    ) -> tuple[str, asyncio.Task[AgentResult]]:
+        """Register the next ``{prefix}{n}`` and hand it to a worker offering ``template``."""
+        name = self.hub.new_remote_name(prefix, template, host=f"queue:{template}")
+        headers = inject_context(parent, {"Nats-Msg-Id": f"spawn-{name}"})
+        body = json.dumps({"name": name, "template": template, "first_user_turn": first_user_turn})
+        loop = asyncio.get_running_loop()
+        published = loop.create_task(
+            self.hub.js.publish(
+                self.hub.subjects.spawn(template),
+                body.encode(),
+                headers=headers,
+                stream=self.hub.subjects.stream,
+            )
+        )
+        return name, loop.create_task(self._remote(name, published), name=f"agent {name}")
+
+    async def _remote(self, name: str, published: asyncio.Task[Any] | None = None) -> AgentResult:
+        try:
+            if published is not None:
+                await published
+            entry = await self.hub.wait_finished(name)
+        except asyncio.CancelledError:
+            if not self.hub.state(name).ended:
+                self.hub.set_state(name, AgentState.KILLED)
+            raise
+        return AgentResult(
+            name,
+            AgentState(entry["state"]),
+            str(entry.get("reason", "")),
+            str(entry.get("text", "")),
+        )
+
+
+RunFactory = Callable[[NatsHub, Mapping[str, Any]], RunContext]
+"""Builds a worker's RunContext for one run from its hub and the lead's run settings."""
+
+
+class WorkerRun:
+    """One run as one worker sees it: the agents it hosts and the assignments it takes."""
+
+    def __init__(self, team: Team, run: RunContext, hub: NatsHub, pinned: Sequence[str]) -> None:
+        self.team = team
+        self.run = run
+        self.hub = hub
+        self.pinned = list(pinned)
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        hub.on_kill = self._kill
+
+    def _kill(self, name: str) -> None:
+        task = self.tasks.get(name)
+        if task is not None:
+            task.cancel()
+
+    def host(self, spec: AgentSpec, parent: Context) -> None:
+        """Run ``spec``'s agent here; its host records how it ended."""
+        self.tasks[spec.name] = asyncio.get_running_loop().create_task(
+            self._run(spec, parent), name=f"agent {spec.name}"
+        )
+
+    async def _run(self, spec: AgentSpec, parent: Context) -> None:
+        try:
+            result = await run_agent(self.run, spec, parent=parent)
+        except asyncio.CancelledError:
+            ended = self.run.results.get(spec.name)
+            if ended is not None:
+                self.hub.finished(spec.name, ended.state, ended.reason, ended.text)
+            raise
+        self.hub.finished(spec.name, result.state, result.reason, result.text)
+
+    async def start(self, parent: Context) -> None:
+        """Start the pinned members once the registry shows the whole team."""
+        await self.hub.knows({a.name for a in self.team.agents})
+        for name in self.pinned:
+            agent = next(a for a in self.team.agents if a.name == name)
+            if self.hub.adopt(name, "member"):
+                self.host(member_spec(self.team, agent, "member"), parent)
+
+    async def take_spawns(self, template: str) -> None:
+        """Take assignments for instances of ``template``, one at a time."""
+        agent = next(t for t in self.team.templates if t.name == template)
+        subject = self.hub.subjects.spawn(template)
+        durable = f"spawn-{token(template)}"
+        js = self.hub.js
+        while True:
+            try:
+                subscription = await js.pull_subscribe(
+                    subject,
+                    durable=durable,
+                    stream=self.hub.subjects.stream,
+                    config=ConsumerConfig(filter_subject=subject),
+                )
+                break
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
+                await asyncio.sleep(0.2)
+        while True:
+            try:
+                (msg,) = await subscription.fetch(1, timeout=2)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
+                await asyncio.sleep(0.2)
+                continue
+            self._take(agent.name, msg)
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await msg.ack()
+
+    def _take(self, template: str, msg: Msg) -> None:
+        try:
+            body = json.loads(msg.data)
+            name, first = str(body["name"]), str(body["first_user_turn"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("malformed assignment dropped", error=str(exc))
+            return
+        if name in self.tasks:
+            return  # a redelivered assignment
+        agent = next(t for t in self.team.templates if t.name == template)
+        if self.hub.adopt(name, template):
+            self.host(spawned_spec(name, agent, first), extract_context(msg.headers))
+
+    async def finish(self) -> None:
+        """The lead has ended the run: cancel what still runs here, record it, close."""
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.hub.retire()
+        await self.hub.close()
+
+
+class Worker:
+    """``orchestrace worker``: hosts ``agents`` of ``team`` and instances of ``templates``
+    in every run it is asked to join."""
+
+    def __init__(
+        self,
+        client: Client,
+        team: Team,
+        make_run: RunFactory,
+        *,
+        agents: Sequence[str],
+        templates: Sequence[str],
+        once: bool = False,
+        out: TextIO | None = None,
+    ) -> None:
+        self.client = client
+        self.team = team
+        self.make_run = make_run
+        self.info = WorkerInfo(uuid.uuid4().hex[:12], team.name, tuple(agents), tuple(templates))
+        self.once = once
+        self.out = out
+        self._done = asyncio.Event()
+        self._runs: set[asyncio.Task[None]] = set()
+
+    async def serve(self) -> None:
+        """Announce this worker and serve runs until cancelled (or one run, with ``once``)."""
+        bucket = await workers_bucket(self.client)
+        key = f"worker.{self.info.id}"
+        join = await self.client.subscribe(_join_subject(self.info.id), cb=self._on_join)
+        await bucket.put(key, self.info.to_json())
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(bucket, key))
+        if self.out is not None:
+            offers = ", ".join(self.info.agents + self.info.templates) or "nothing"
+            self.out.write(f"worker {self.info.id} ready: team {self.team.name}, hosts {offers}\n")
+            self.out.flush()
+        try:
+            await self._done.wait()
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(Exception):
+                await join.unsubscribe()
+                await bucket.delete(key)
+            for run in list(self._runs):
+                run.cancel()
+            await asyncio.gather(heartbeat, *self._runs, return_exceptions=True)
+
+    async def _heartbeat(self, bucket: KeyValue, key: str) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, OSError):
+                await bucket.put(key, self.info.to_json())
+
+    async def _on_join(self, msg: Msg) -> None:
+        try:
+            request = json.loads(msg.data)
+            run_id = str(request["run_id"])
+            pinned = [str(a) for a in request["agents"] if a in self.info.agents]
+            config = dict(request["config"])
+            RunSubjects(run_id)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("malformed join request", error=str(exc))
+            return
+        if request.get("team") != self.team.name:
+            return  # another team's run: no reply, the lead goes on without us
+        hub = NatsHub(self.client, run_id, host=self.info.id)
+        await hub.open()
+        worker_run = WorkerRun(self.team, self.make_run(hub, config), hub, pinned)
+        started = asyncio.Event()
+
+        async def on_start(start: Msg) -> None:
+            await worker_run.start(extract_context(start.headers))
+            started.set()
+            await start.respond(b"{}")
+
+        start_sub = await self.client.subscribe(_start_subject(self.info.id, run_id), cb=on_start)
+        task = asyncio.get_running_loop().create_task(
+            self._serve_run(worker_run, start_sub, started)
+        )
+        self._runs.add(task)
+        task.add_done_callback(self._runs.discard)
+        await msg.respond(b"{}")
+
+    async def _serve_run(
+        self, worker_run: WorkerRun, start_sub: Any, started: asyncio.Event
+    ) -> None:
+        takers = [
+            asyncio.get_running_loop().create_task(worker_run.take_spawns(t))
+            for t in self.info.templates
+        ]
+        try:
+            await worker_run.hub.run_ended.wait()
+        finally:
+            for taker in takers:
+                taker.cancel()
+            await asyncio.gather(*takers, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await start_sub.unsubscribe()
+            await worker_run.finish()
+            if self.once:
+                self._done.set()

@@ -1,0 +1,331 @@
+"""The hub on NATS JetStream, against a real ``nats-server -js`` (no mock broker).
+
+A run split over a lead and two worker processes gives the in-process run's answer and
+span tree; every receive links to its send, across processes; a duplicate publish is
+delivered once; an oversized message is an error result naming the limit; an unreachable
+broker is one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats_broker import Broker, free_port, running_broker
+from support import SNAPSHOT_KEYS, Recorder, Traced
+
+from runtime.agent import RunConfig, RunContext
+from runtime.cli import main
+from runtime.hub import Envelope
+from runtime.nats_hub import NatsHub, connect
+from runtime.runner import execute
+from runtime.scripted import Reply, ScriptedModel
+from runtime.teams import Agent, Team
+from telemetry.records import SpanRecord, iter_spans_file
+from telemetry.spans import RunTelemetry
+
+ROOT = Path(__file__).resolve().parent.parent
+RESEARCH = str(ROOT / "examples" / "research_team.py")
+CLI = [sys.executable, "-m", "runtime.cli"]
+#: Hang detectors only: a healthy run takes a few seconds.
+PROCESS_SECONDS = 120
+PACE = ["--time-scale", "0.2", "--latency", "0.05"]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    with running_broker(tmp_path_factory.mktemp("nats")) as running:
+        yield running
+
+
+def _env(instance: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANTHROPIC_", "OTEL_", "ORCHESTRACE_HUB", "NATS_"))
+    }
+    return env | {
+        "OTEL_TRACES_EXPORTER": "none",
+        "OTEL_METRICS_EXPORTER": "none",
+        # Which process wrote a span: the spans file keeps each span's resource.
+        "OTEL_RESOURCE_ATTRIBUTES": f"service.instance.id={instance}",
+    }
+
+
+@contextmanager
+def workers(broker: Broker, target: str, spans: Path, *hosted: list[str]) -> Iterator[None]:
+    """One ``orchestrace worker --once`` per entry of ``hosted`` (started together), each
+    ready before the block runs; afterwards each must have exited 0 on its own."""
+    procs = [
+        subprocess.Popen(
+            [
+                *CLI,
+                "worker",
+                "--hub",
+                broker.url,
+                target,
+                "--once",
+                "--spans-file",
+                str(spans),
+                *PACE,
+                *options,
+            ],
+            cwd=ROOT,
+            env=_env(f"worker{i + 1}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, options in enumerate(hosted)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            ready = proc.stdout.readline()
+            assert " ready: " in ready, proc.stderr.read() if proc.stderr else ""
+        yield
+        for proc in procs:
+            _, err = proc.communicate(timeout=PROCESS_SECONDS)
+            assert proc.returncode == 0, err
+            assert "Traceback" not in err, err
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+def start_cli(*args: str, instance: str = "lead") -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, "run", *args, "--quiet", *PACE],
+        cwd=ROOT,
+        env=_env(instance),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finished(proc: subprocess.Popen[str]) -> str:
+    """The stdout of a run that exited 0."""
+    out, err = proc.communicate(timeout=PROCESS_SECONDS)
+    assert proc.returncode == 0, err
+    return out
+
+
+def final_answer(stdout: str) -> str:
+    return stdout.split("[lead final answer]\n", 1)[1].split("\n\n", 1)[0]
+
+
+def shape(records: list[SpanRecord]) -> list[dict[str, Any]]:
+    """The span tree with children in a canonical order: what ran, not when.
+
+    Like ``support.span_tree``, but children sorted by content: spans of several
+    processes do not start in one order run after run.
+    """
+    by_id = {r.span_id: r for r in records}
+    children: dict[str | None, list[SpanRecord]] = {}
+    for r in records:
+        parent = r.parent_span_id if r.parent_span_id in by_id else None
+        children.setdefault(parent, []).append(r)
+
+    def node(r: SpanRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": r.name,
+            "kind": r.kind,
+            "attributes": {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in r.attributes.items()
+                if k in SNAPSHOT_KEYS
+            },
+        }
+        if r.status != "UNSET":
+            out["status"] = r.status
+        if r.links:
+            out["links"] = sorted(_linked(by_id, link.span_id) for link in r.links)
+        kids = [node(c) for c in children.get(r.span_id, [])]
+        if kids:
+            out["children"] = sorted(kids, key=lambda k: json.dumps(k, sort_keys=True))
+        return out
+
+    return sorted((node(r) for r in children.get(None, [])), key=lambda k: json.dumps(k))
+
+
+def _linked(by_id: dict[str, SpanRecord], span_id: str) -> str:
+    target = by_id.get(span_id)
+    if target is None:
+        return "<dangling>"
+    return f"{target.name} by {target.attributes.get('gen_ai.agent.name')}"
+
+
+def _process(record: SpanRecord) -> object:
+    return record.resource.get("service.instance.id")
+
+
+class SplitRun:
+    """The research team run in-process and split over a lead and two workers."""
+
+    def __init__(self, tmp: Path, broker: Broker) -> None:
+        self.local_spans, self.spans = tmp / "local.jsonl", tmp / "split.jsonl"
+        local = start_cli(RESEARCH, "--spans-file", str(self.local_spans))
+        with workers(
+            broker, RESEARCH, self.spans, ["--agents", "researcher"], ["--agents", "critic"]
+        ):
+            self.split = finished(
+                start_cli("--hub", broker.url, RESEARCH, "--spans-file", str(self.spans))
+            )
+        self.local = finished(local)
+        self.records = list(iter_spans_file(self.spans))
+
+
+@pytest.fixture(scope="module")
+def research(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> SplitRun:
+    return SplitRun(tmp_path_factory.mktemp("research"), broker)
+
+
+def test_a_team_split_over_two_workers_matches_the_in_process_run(research: SplitRun) -> None:
+    assert final_answer(research.split) == final_answer(research.local)
+    records = research.records
+    assert len({r.trace_id for r in records}) == 1, "one run, one trace"
+    assert shape(records) == shape(list(iter_spans_file(research.local_spans)))
+    where = {
+        r.attributes["gen_ai.agent.name"]: _process(r)
+        for r in records
+        if r.name.startswith("invoke_agent ")
+    }
+    assert where == {"planner": "lead", "researcher": "worker1", "critic": "worker2"}
+
+
+def test_every_receive_links_to_its_send_in_another_process(research: SplitRun) -> None:
+    records = research.records
+    by_id = {r.span_id: r for r in records}
+    receives = [r for r in records if r.name.startswith("receive ")]
+    crossing = 0
+    for receive in receives:
+        assert len(receive.links) == receive.attributes["messaging.batch.message_count"]
+        for link in receive.links:
+            send = by_id[link.span_id]  # the send span is in the run's spans
+            assert link.trace_id == receive.trace_id
+            assert send.kind == "PRODUCER"
+            assert send.name == f"send {receive.attributes['gen_ai.agent.name']}"
+            crossing += _process(send) != _process(receive)
+    # Every message in this team goes from one agent to another, each in its own process.
+    assert crossing == sum(len(r.links) for r in receives) == 5
+
+
+def test_spawned_helpers_run_on_the_workers_as_children_of_create_subagents(
+    broker: Broker, tmp_path: Path
+) -> None:
+    local = start_cli("spawn", "--spans-file", "")
+    spans = tmp_path / "spawn.jsonl"
+    with workers(broker, "spawn", spans, [], []):
+        split = finished(start_cli("--hub", broker.url, "spawn", "--spans-file", str(spans)))
+    assert final_answer(split) == final_answer(finished(local))
+
+    records = list(iter_spans_file(spans))
+    assert len({r.trace_id for r in records}) == 1
+    (create,) = [r for r in records if r.name == "execute_tool create_subagents"]
+    helpers = [r for r in records if r.name.startswith("invoke_agent helper")]
+    assert sorted(r.name for r in helpers) == [f"invoke_agent helper{n}" for n in (1, 2, 3)]
+    for helper in helpers:
+        assert helper.parent_span_id == create.span_id
+        assert _process(helper) in {"worker1", "worker2"}
+        assert helper.attributes["orchestrace.agent.state"] == "killed"
+    assert _process(create) == "lead"
+
+
+@pytest.mark.asyncio
+async def test_a_duplicate_publish_is_delivered_once(broker: Broker) -> None:
+    client = await connect(broker.url, name="test")
+    hub = NatsHub(client, uuid.uuid4().hex, host="test", lead=True)
+    try:
+        await hub.open()
+        hub.register("a")
+        hub.register("b")
+        traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        first = Envelope("msg-1", "a", "b", "hello", hub.now_ns(), traceparent)
+        await hub.send(first)
+        await hub.send(first)  # the same message id again: a retried publish
+        await hub.send(Envelope("msg-2", "a", "b", "last", hub.now_ns()))
+        got: list[Envelope] = []
+        while not any(e.message_id == "msg-2" for e in got):  # the stream keeps order
+            await hub.wait("b", 60)
+            got += hub.drain("b")
+        assert [e.message_id for e in got] == ["msg-1", "msg-2"]
+        assert got[0] == first  # the trace context came back through the headers
+    finally:
+        await hub.close()
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_an_oversized_message_is_an_error_result_naming_the_limit(
+    tmp_path: Path, traced: Traced
+) -> None:
+    recorder = Recorder(
+        {
+            "lead": [
+                Reply.call("send_message", recipient_ids=["other"], content="x" * 10_000),
+                Reply.say("gave up"),
+            ],
+            "other": [Reply.call("wait_for_message"), Reply.say("ok")],
+        }
+    )
+    team = Team("big", [Agent("lead", task="send it"), Agent("other", task="wait")])
+    with running_broker(tmp_path, max_payload=4096) as small:
+        client = await connect(small.url, name="test")
+        hub = NatsHub(client, uuid.uuid4().hex, host="lead", lead=True)
+        try:
+            await hub.open()
+            run = RunContext(
+                hub=hub,
+                model=ScriptedModel(latency=0, scripts={"lead": recorder, "other": recorder}),
+                telemetry=RunTelemetry(
+                    run_id=hub.subjects.run_id,
+                    tracer_provider=traced.tracer_provider,
+                    meter_provider=traced.meter_provider,
+                ),
+                config=RunConfig(model="claude-opus-4-8", wait_timeout=0.5),
+            )
+            lead = await execute(team, run)
+        finally:
+            await hub.close()
+            await client.close()
+    assert lead.reason == "end_turn"
+    (result,) = recorder.tool_results("lead")
+    assert result["is_error"] is True
+    assert "over the broker's max_payload of 4096 bytes" in result["content"]
+    (send,) = traced.named("execute_tool send_message")
+    assert (send.attributes or {})["error.type"] == "too_large"
+
+
+@pytest.mark.usefixtures("command_process_state")
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_an_unreachable_broker_is_one_line_and_exit_2(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    quiet = ["--quiet"] if command == "run" else []
+    assert main([command, "--hub", url, "spawn", *quiet, "--spans-file", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"orchestrace {command}: cannot reach the NATS broker at {url}")
+
+
+@pytest.mark.usefixtures("command_process_state")
+@pytest.mark.parametrize("url", ["http://127.0.0.1:4222", "nats://", "127.0.0.1:4222"])
+def test_a_hub_that_is_not_a_nats_url_is_one_line_and_exit_2(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--hub", url, "spawn", "--quiet", "--spans-file", ""]) == 2
+    assert capsys.readouterr().err == (
+        f"orchestrace run: --hub expects nats://HOST:PORT or tls://HOST:PORT, got {url!r}\n"
+    )
