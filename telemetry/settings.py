@@ -437,6 +437,20 @@ PRICES: Final = _add(
     )
 )
 
+SEMCONV_OPT_IN: Final = _add(
+    Setting(
+        "OTEL_SEMCONV_STABILITY_OPT_IN",
+        _text,
+        "a comma-separated list of opt-in names",
+        "",
+        OnBad.WARN,
+        "gen_ai_latest_experimental switches spans and metrics to the latest GenAI "
+        'conventions (README, "GenAI conventions")',
+        default_text="unset (the default layout)",
+        bad_text="none is bad (names it does not know are ignored, as OpenTelemetry specifies)",
+    )
+)
+
 # --- read by runtime/ (listed here so the table is whole) --------------------------------
 
 MODEL: Final = _add(
@@ -469,6 +483,33 @@ MODEL_RETRIES: Final = _numeric(
     group="model",
     integer=True,
     minimum=0,
+)
+
+
+def _hub_url(text: str) -> str:
+    scheme, sep, rest = text.partition("://")
+    if (
+        not sep
+        or scheme.lower() not in {"nats", "tls"}
+        or not rest
+        or any(c.isspace() for c in text)
+    ):
+        raise ValueError(text)
+    return text
+
+
+HUB_URL: Final = _add(
+    Setting(
+        "ORCHESTRACE_HUB_URL",
+        _hub_url,
+        "nats://HOST:PORT or tls://HOST:PORT",
+        "",
+        OnBad.EXIT,
+        "the NATS JetStream broker that `run` spreads agents over and `worker` serves "
+        "(--hub overrides it)",
+        group="process",
+        default_text="unset (every agent in one process)",
+    )
 )
 _levels_parse, _levels_accepts = choice("debug", "info", "warning", "error", "critical")
 LOG_LEVEL: Final = _add(

@@ -16,6 +16,23 @@ from opentelemetry.util._once import Once
 from support import Traced
 
 
+@pytest.fixture(autouse=True)
+def _no_global_provider_outlives_a_test() -> Iterator[None]:
+    """An in-process ``orchestrace run`` sets the global providers (once per process, as the
+    command does); put back what was there, so that a later test of ``orchestrace.run``
+    sees the process as a fresh application would, whatever ran before it."""
+    tracer, meter = trace._TRACER_PROVIDER, otel_metrics._METER_PROVIDER
+    yield
+    if trace._TRACER_PROVIDER is not tracer:
+        trace._TRACER_PROVIDER = tracer
+        if tracer is None:
+            trace._TRACER_PROVIDER_SET_ONCE = Once()
+    if otel_metrics._METER_PROVIDER is not meter:
+        otel_metrics._METER_PROVIDER = meter
+        if meter is None:
+            otel_metrics._METER_PROVIDER_SET_ONCE = Once()
+
+
 @pytest.fixture
 def traced() -> Iterator[Traced]:
     """Providers that collect a run's spans, metrics, live lines and summary in memory."""
