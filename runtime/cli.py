@@ -325,6 +325,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     configure_logging(args.log_level)
     try:
         team = load_team(args.target)
+        if args.task is None and team.lead_agent.task is None:
+            raise ConfigurationError(
+                f"no task for {team.lead!r}: pass --task TEXT, or give the lead "
+                "Agent(..., task=...)"
+            )
         model = choose_model(
             team,
             offline=args.offline,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -27,7 +28,14 @@ from runtime.errors import ConfigurationError
 from runtime.hub import AgentState, Hub
 from runtime.limits import RunLimits
 from runtime.models import ModelClient
-from runtime.teams import Agent, Team, run_team, scripts_of, unscripted
+from runtime.teams import (
+    Agent,
+    Team,
+    check_scripted_model,
+    run_team,
+    scripts_of,
+    unscripted,
+)
 from telemetry.spans import ContentPolicy, RunTelemetry
 
 if TYPE_CHECKING:
@@ -60,6 +68,7 @@ def override(*, model: ModelClient) -> Iterator[None]:
 
     It wins over ``run(model=...)``, ``ANTHROPIC_API_KEY`` and the agents' scripts.
     """
+    _check_client(model, "override(model=...)")
     token = _override.set(model)
     try:
         yield
@@ -126,10 +135,10 @@ def choose_model(
     some agent has no script (the message says how to give one).
     """
     forced = _override.get()
-    if forced is not None:
-        return forced
-    if model is not None:
-        return model
+    given = forced if forced is not None else model
+    if given is not None:
+        check_scripted_model(team, given)
+        return given
     if not offline and os.environ.get(API_KEY_ENV):
         from runtime.models import AnthropicModel
 
@@ -145,6 +154,30 @@ def choose_model(
     from runtime.scripted import ScriptedModel
 
     return ScriptedModel(latency=latency, sleep=sleep, scripts=scripts_of(team))
+
+
+def _check_client(model: object, where: str) -> None:
+    """:class:`ConfigurationError` unless ``model`` looks like a :class:`ModelClient`."""
+    if isinstance(model, str) or not callable(getattr(model, "create", None)):
+        raise ConfigurationError(
+            f"{where} takes a model client such as ScriptedModel(...) or AnthropicModel(), "
+            f"not {type(model).__name__} {model!r:.40}"
+            + ("; a Claude model name goes to run(model=...)" if isinstance(model, str) else "")
+        )
+
+
+def _check_settings(*, max_turns: object, max_tokens: object, wait_timeout: object) -> None:
+    """:class:`ConfigurationError` for a setting the command line would refuse too."""
+    for name, value in (("max_turns", max_turns), ("max_tokens", max_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"{name} must be a whole number >= 1, got {value!r}")
+    if (
+        isinstance(wait_timeout, bool)
+        or not isinstance(wait_timeout, int | float)
+        or not math.isfinite(wait_timeout)
+        or wait_timeout < 0
+    ):
+        raise ConfigurationError(f"wait_timeout must be seconds >= 0, got {wait_timeout!r}")
 
 
 def new_run(
@@ -230,6 +263,9 @@ async def run(
         raise ConfigurationError(
             f"no task for {team.lead!r}: pass run(team, task=...) or Agent(..., task=...)"
         )
+    if model is not None and not isinstance(model, str):
+        _check_client(model, "run(model=...)")
+    _check_settings(max_turns=max_turns, max_tokens=max_tokens, wait_timeout=wait_timeout)
     model_name = model if isinstance(model, str) else None
     client = choose_model(
         team, None if isinstance(model, str) else model, offline=offline, sleep=sleep

@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -406,8 +406,25 @@ class ScriptedModel:
         """The scripted answer to ``request``, at once (also used to drive a fake API)."""
         conv = Conversation(request)
         reply = self._policy_for(conv)(conv)
+        if not isinstance(reply, Reply):
+            raise TypeError(
+                f"the script of agent {conv.agent!r} returned {type(reply).__name__} "
+                f"{reply!r:.40}, not a Reply: return Reply.call(tool, **input) or "
+                "Reply.say(text)"
+            )
         self.calls += 1
         return reply, self._message(request, conv, reply)
+
+    def unscripted(self, agents: Iterable[tuple[str, str]]) -> list[str]:
+        """The names among ``agents`` (name, role) this model has no script for.
+
+        Empty when a ``policy`` answers for everyone, or with neither ``scripts`` nor
+        ``policy`` (the original cookbook's runs answer any agent). A role is a lead's
+        ``lead``, a member's ``member``, a spawned agent's template name.
+        """
+        if self._policy is not None or not self._scripts:
+            return []
+        return [n for n, role in agents if n not in self._scripts and role not in self._scripts]
 
     def _policy_for(self, conv: Conversation) -> Policy:
         scripted = self._scripts.get(conv.agent) or self._scripts.get(conv.role)
@@ -416,7 +433,10 @@ class ScriptedModel:
         if self._policy is not None:
             return self._policy
         if self._scripts:
-            raise KeyError(f"the scripted model has no script for agent {conv.agent!r}")
+            raise KeyError(
+                f"the scripted model has no script for agent {conv.agent!r} (it has scripts "
+                f"for: {', '.join(self._scripts)})"
+            )
         return choose_policy(conv)
 
     def _message(self, request: ModelRequest, conv: Conversation, reply: Reply) -> Message:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from runtime.agent import AgentResult, AgentSpec, RunContext, run_agent
 from runtime.errors import ConfigurationError
 from runtime.hub import SYSTEM_SENDER
-from runtime.scripted import Script
+from runtime.scripted import Reply, Script
 from runtime.tools import (
     CREATE_SUBAGENTS,
     GET_STATUS,
@@ -137,12 +137,36 @@ class Agent:
                 raise ConfigurationError(f"agent {self.name!r}: {option} must be a positive int")
         if self.stream is not None and not isinstance(self.stream, bool):
             raise ConfigurationError(f"agent {self.name!r}: stream must be True, False or None")
+        if self.script is not None:
+            object.__setattr__(self, "script", _checked_script(self.name, self.script))
         object.__setattr__(self, "tools", tuple(tools))
 
     @property
     def agent_tools(self) -> tuple[AgentTool, ...]:
         """The tools, each as an :class:`~runtime.tools.AgentTool`."""
         return self.tools  # type: ignore[return-value]  # converted in __post_init__
+
+
+def _checked_script(agent: str, script: object) -> Script:
+    """``script`` if it is one (a function, or a list of :class:`Reply` kept as a tuple),
+    else :class:`ConfigurationError` saying what it is and what a script looks like."""
+    how = "a list of Reply.call(...) / Reply.say(...), or a function of the Conversation"
+    if isinstance(script, Reply):
+        raise ConfigurationError(f"agent {agent!r}: script must be {how}; wrap one Reply in [...]")
+    if callable(script):
+        return script  # a function of the Conversation
+    if isinstance(script, str | bytes | Mapping) or not isinstance(script, Iterable):
+        raise ConfigurationError(
+            f"agent {agent!r}: script must be {how}, not {type(script).__name__}"
+        )
+    replies = tuple(script)
+    for turn, reply in enumerate(replies):
+        if not isinstance(reply, Reply):
+            raise ConfigurationError(
+                f"agent {agent!r}: script[{turn}] is {type(reply).__name__} {reply!r:.40}, "
+                "not a Reply; use Reply.call(tool, **input) or Reply.say(text)"
+            )
+    return replies
 
 
 @dataclass(frozen=True)
@@ -313,6 +337,24 @@ def scripts_of(team: Team) -> dict[str, Script]:
 def unscripted(team: Team) -> list[str]:
     """Names of the agents and templates that have no offline script."""
     return [a.name for a in team.every_agent() if a.script is None]
+
+
+def check_scripted_model(team: Team, model: object) -> None:
+    """Raise :class:`ConfigurationError` if ``model`` is a :class:`ScriptedModel` with
+    ``scripts`` that leave out an agent or template of ``team`` (that agent would crash with
+    a ``KeyError`` at its first call, while the run still completes)."""
+    from runtime.scripted import ScriptedModel
+
+    if not isinstance(model, ScriptedModel):
+        return
+    roles = [(a.name, "lead" if a.name == team.lead else "member") for a in team.agents]
+    missing = model.unscripted([*roles, *((t.name, t.name) for t in team.templates)])
+    if missing:
+        raise ConfigurationError(
+            f"team {team.name!r}: the ScriptedModel has no script for {', '.join(missing)}; "
+            "add them to ScriptedModel(scripts={...}) (a ScriptedModel passed to run() or "
+            "override() replaces every Agent(script=...), it does not add to them)"
+        )
 
 
 TeamFactory = Callable[[], Team]

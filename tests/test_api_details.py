@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
+from support import Traced
 
-from orchestrace import Agent, ConfigurationError, Reply, Team, ToolError, tool
+import orchestrace
+from orchestrace import (
+    Agent,
+    AgentState,
+    ConfigurationError,
+    Reply,
+    ScriptedModel,
+    Team,
+    ToolError,
+    tool,
+)
 from runtime.cli import main
 
 COMMAND = pytest.mark.usefixtures("command_process_state")
@@ -91,3 +103,158 @@ def test_a_malformed_price_file_is_a_one_line_setting_error(
 
     with pytest.raises(ConfigurationError, match="ORCHESTRACE_PRICES"):
         orchestrace.run_sync(Agent("a", task="x", script=[Reply.say("y")]), spans_file=None)
+
+
+# --- scripts -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        (["hi"], r"agent 'a': script\[0\] is str 'hi', not a Reply; use Reply\.call"),
+        ([Reply.say("x"), None], r"script\[1\] is NoneType None, not a Reply"),
+        ("hi", r"script must be a list of Reply\.call\(\.\.\.\) .*, not str"),
+        (Reply.say("x"), r"script must be .*; wrap one Reply in \[\.\.\.\]"),
+        ({"a": Reply.say("x")}, r"script must be .*, not dict"),
+    ],
+)
+def test_a_script_that_is_not_one_is_refused_where_the_agent_is_defined(
+    script: object, message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Agent("a", script=script)  # type: ignore[arg-type]
+
+
+def test_a_script_may_be_any_iterable_of_replies_or_a_function() -> None:
+    assert Agent("a", script=iter([Reply.say("x")])).script == (Reply.say("x"),)
+    policy = lambda conv: Reply.say("x")  # noqa: E731
+    assert Agent("a", script=policy).script is policy
+
+
+async def run_in(traced: Traced, team: Team | Agent, task: str = "go", **kw: Any):
+    return await orchestrace.run(
+        team,
+        task,
+        tracer_provider=traced.tracer_provider,
+        meter_provider=traced.meter_provider,
+        **kw,
+    )
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_a_script_function_that_returns_no_reply_crashes_its_agent_saying_so(
+    traced: Traced,
+) -> None:
+    result = await run_in(traced, Agent("a", script=lambda conv: "hello"), offline=True)
+    assert (result.lead.state, result.lead.reason) == (AgentState.CRASHED, "TypeError")
+    (event,) = [e for s in traced.named("invoke_agent a") for e in s.events]
+    assert event.attributes is not None
+    assert event.attributes["exception.message"] == (
+        "the script of agent 'a' returned str 'hello', not a Reply: "
+        "return Reply.call(tool, **input) or Reply.say(text)"
+    )
+
+
+# --- a scripted model that leaves an agent out --------------------------------------------------
+def two() -> Team:
+    return Team(
+        "t",
+        [Agent("a", script=[Reply.say("own")]), Agent("b", script=[])],
+        templates=[Agent("w", script=[])],
+    )
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["override", "argument"])
+async def test_a_scripted_model_without_a_script_for_every_agent_is_refused_before_the_run(
+    traced: Traced, how: str
+) -> None:
+    model = ScriptedModel(latency=0, scripts={"a": [Reply.say("x")], "w": []})
+
+    async def attempt() -> None:
+        if how == "override":
+            with orchestrace.override(model=model):
+                await run_in(traced, two())
+        else:
+            await run_in(traced, two(), model=model)
+
+    with pytest.raises(ConfigurationError) as caught:
+        await attempt()
+    assert str(caught.value) == (
+        "team 't': the ScriptedModel has no script for b; add them to "
+        "ScriptedModel(scripts={...}) (a ScriptedModel passed to run() or override() replaces "
+        "every Agent(script=...), it does not add to them)"
+    )
+    assert traced.spans == []
+    assert model.calls == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+@pytest.mark.parametrize(
+    "model",
+    [
+        ScriptedModel(latency=0, scripts={"a": [Reply.say("x")], "b": [], "w": []}),
+        ScriptedModel(latency=0, scripts={"lead": [Reply.say("x")], "member": [], "w": []}),
+        ScriptedModel(latency=0, policy=lambda conv: Reply.say("x")),
+    ],
+    ids=["by name", "by role", "policy"],
+)
+async def test_scripts_by_name_by_role_or_a_policy_cover_every_agent(
+    traced: Traced, model: ScriptedModel
+) -> None:
+    result = await run_in(traced, two(), model=model)
+    assert result.text == "x"
+    assert all(r.state is AgentState.DONE for r in result.agents.values())
+
+
+# --- run settings and model clients -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_turns": 0}, "max_turns must be a whole number >= 1, got 0"),
+        ({"max_turns": "3"}, "max_turns must be a whole number >= 1, got '3'"),
+        ({"max_tokens": 0}, "max_tokens must be a whole number >= 1, got 0"),
+        ({"max_tokens": True}, "max_tokens must be a whole number >= 1, got True"),
+        ({"wait_timeout": -1}, "wait_timeout must be seconds >= 0, got -1"),
+        ({"wait_timeout": float("nan")}, "wait_timeout must be seconds >= 0, got nan"),
+        ({"model": 3}, r"run\(model=\.\.\.\) takes a model client .*, not int 3"),
+    ],
+)
+def test_a_run_setting_the_command_would_refuse_is_a_configuration_error(
+    traced: Traced, options: dict[str, Any], message: str
+) -> None:
+    team = Agent("a", script=[Reply.say("x")])
+    with pytest.raises(ConfigurationError, match=message):
+        orchestrace.run_sync(team, "go", tracer_provider=traced.tracer_provider, **options)
+    assert traced.spans == []
+
+
+def test_override_takes_a_model_client_not_a_model_name() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        orchestrace.override(model="claude-opus-4-8").__enter__()  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "override(model=...) takes a model client such as ScriptedModel(...) or "
+        "AnthropicModel(), not str 'claude-opus-4-8'; a Claude model name goes to "
+        "run(model=...)"
+    )
+
+
+@COMMAND
+def test_a_run_with_no_task_anywhere_is_a_one_line_error_naming_the_lead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "t.py").write_text(
+        "from orchestrace import Agent, Reply, Team\n"
+        'team = Team("t", [Agent("boss", script=[Reply.say("x")])])\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    code, err = _run(["run", "t.py", "--spans-file", ""], capsys)
+    assert (code, err) == (
+        2,
+        "orchestrace run: no task for 'boss': pass --task TEXT, or give the lead "
+        "Agent(..., task=...)\n",
+    )
+    code, err = _run(
+        ["run", "t.py", "--spans-file", "", "--task", "go", "--time-scale", "0"], capsys
+    )
+    assert (code, err) == (0, "")
