@@ -71,9 +71,9 @@ examples:
 exit status:
   0 the lead finished (end_turn); 1 the lead was stopped (a limit, max_turns, a refusal,
   max_tokens, a crash: "run incomplete: ..." says which) or your module raised while
-  loading (its traceback is shown); 2 bad arguments, no such file or team, or a team that
-  cannot run offline; 130 / 143 / 129 after SIGINT / SIGTERM / SIGHUP (the run's spans
-  are flushed and its summary so far printed)
+  loading (its traceback is shown); 2 bad arguments, no such file or team, no task for
+  the lead, or a team that cannot run offline; 130 / 143 / 129 after SIGINT / SIGTERM /
+  SIGHUP (the run's spans are flushed and its summary so far printed)
 """
 )
 

@@ -66,7 +66,11 @@ def override(*, model: ModelClient) -> Iterator[None]:
         with orchestrace.override(model=ScriptedModel(scripts={"planner": [...]})):
             result = await orchestrace.run(team, task="...")
 
-    It wins over ``run(model=...)``, ``ANTHROPIC_API_KEY`` and the agents' scripts.
+    It wins over ``run(model=...)``, ``ANTHROPIC_API_KEY`` and the agents' scripts: a
+    ``ScriptedModel``'s ``scripts`` replace every ``Agent(script=...)``, so they must cover
+    every agent and template of the team (``run`` says which are missing). Raises
+    :class:`orchestrace.ConfigurationError` for a value that is not a model client (a model
+    name goes to ``run(model=...)``).
     """
     _check_client(model, "override(model=...)")
     token = _override.set(model)
@@ -230,8 +234,12 @@ async def run(
         print(result.text, result.trace_id)
 
     ``model`` is a Claude model name (``"claude-opus-4-8"``) or a model client such as
-    :class:`~runtime.scripted.ScriptedModel`; see :func:`choose_model` for how the client is
-    picked. ``task`` replaces the lead's own ``Agent(task=...)``. ``stream`` (default True):
+    :class:`orchestrace.ScriptedModel`. The client is, in order: an :func:`override` in
+    force; ``model`` if it is a client; Claude when ``ANTHROPIC_API_KEY`` is set and not
+    ``offline``; else a scripted model playing the agents' ``Agent(script=...)``. A
+    ``ScriptedModel`` you pass replaces those scripts: its ``scripts`` must cover every
+    agent and template (by name, or by role: ``lead``, ``member``), or give a ``policy``.
+    ``task`` replaces the lead's own ``Agent(task=...)``. ``stream`` (default True):
     model calls stream their responses, which gives each ``chat`` span its time to first
     token; an ``Agent(stream=...)`` overrides it for that agent.
 
@@ -243,8 +251,10 @@ async def run(
     ``orchestrace-spans.jsonl``; None for no file), and everything is flushed before
     returning. ``spans_file`` may only be given when orchestrace sets telemetry up itself.
 
-    Raises :class:`~runtime.errors.ConfigurationError` for a bad team, no task, an offline
-    run with unscripted agents, or conflicting telemetry options. Failures inside the run
+    Raises :class:`orchestrace.ConfigurationError` for a bad team, no task, an offline
+    run with unscripted agents, a ``ScriptedModel`` without a script for some agent, a bad
+    setting (``max_turns``, ``max_tokens``, ``wait_timeout``, ``model``), or conflicting
+    telemetry options. Failures inside the run
     (model errors, crashing tools, limits) do not raise: they end agents, and the result
     says how (``result.completed``, ``result.lead.reason``). ``asyncio.CancelledError``
     propagates; the spans recorded so far are still ended and flushed.

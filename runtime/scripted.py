@@ -89,7 +89,22 @@ class Reply:
 
 
 class Conversation:
-    """Read-only views of a request's conversation that the policies reason about."""
+    """What a script function sees: the conversation so far of the agent being answered.
+
+    Example, a lead that waits until two reports are in::
+
+        def lead(conv: Conversation) -> Reply:
+            if conv.turn == 0:
+                return Reply.call("send_message", recipient_ids=["a", "b"], content="report")
+            if len(conv.received()) < 2:
+                return Reply.call("wait_for_message")
+            return Reply.say("; ".join(text for _sender, text in conv.received()))
+
+    ``agent`` and ``role`` say who asks (``role``: ``lead``, ``member`` or, for a spawned
+    agent, its template's name); ``turn`` counts the agent's earlier model replies (0 on
+    its first call); ``tools`` is the set of tool names it may call; ``request`` is the
+    whole :class:`ModelRequest` (system prompt, messages, tools).
+    """
 
     def __init__(self, request: ModelRequest) -> None:
         self.request = request
@@ -126,7 +141,8 @@ class Conversation:
         return [(s, c) for text in self._user_texts() for s, c in _FROM.findall(text)]
 
     def tool_results(self) -> list[str]:
-        """Every tool result text so far."""
+        """Every tool result text so far, oldest first (messages delivered with a result
+        are part of its text; :meth:`received` has them one by one)."""
         return list(self._user_texts())
 
     def first_user_turn(self) -> str:
@@ -329,7 +345,7 @@ class _HistoryTokens:
 
 
 class ScriptedModel:
-    """A :class:`~runtime.models.ModelClient` that needs no network or API key.
+    """A :class:`orchestrace.ModelClient` that needs no network or API key.
 
     Example::
 

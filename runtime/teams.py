@@ -83,17 +83,18 @@ class Agent:
             tools=[lookup],
         )
 
-    ``tools`` takes functions decorated with :func:`~runtime.tools.tool`, plain functions
-    (wrapped for you) and dict-schema :class:`~runtime.tools.Tool` values. ``task`` is the
+    ``tools`` takes functions decorated with :func:`orchestrace.tool`, plain functions
+    (wrapped for you) and dict-schema :class:`orchestrace.Tool` values. ``task`` is the
     agent's first user turn (a team's lead gets the run's task instead, when one is given).
     ``model``, ``max_turns`` and ``max_tokens`` override the run's settings for this agent,
     and ``stream`` (True / False) whether its model calls stream (None: the run's setting).
     ``script`` is what the agent says when the run is offline: a list of
-    :class:`~runtime.scripted.Reply` (one per turn) or a function of the
-    :class:`~runtime.scripted.Conversation`.
+    :class:`orchestrace.Reply` (one per turn; when it runs out, the agent ends its turn) or a
+    function of the :class:`orchestrace.Conversation` returning the next ``Reply``. A
+    ``ScriptedModel`` given to ``run(model=...)`` or ``override()`` replaces every script.
 
-    Raises :class:`~runtime.errors.ConfigurationError` for a bad name, a tool that is not a
-    tool, or two tools with one name.
+    Raises :class:`orchestrace.ConfigurationError` for a bad name, a tool that is not a
+    tool, two tools with one name, or a script that is not one.
     """
 
     name: str
@@ -143,7 +144,8 @@ class Agent:
 
     @property
     def agent_tools(self) -> tuple[AgentTool, ...]:
-        """The tools, each as an :class:`~runtime.tools.AgentTool`."""
+        """The tools as the runtime calls them (``@tool`` functions, plain functions and
+        ``Tool`` values alike, converted when the agent was defined)."""
         return self.tools  # type: ignore[return-value]  # converted in __post_init__
 
 
@@ -180,12 +182,13 @@ class Team:
     ``lead`` names the agent whose final answer is the run's answer (default: the first).
     Every agent of a team of two or more gets ``send_message`` and ``wait_for_message``.
     With ``templates``, the lead also gets ``create_subagents`` (which makes instances of a
-    template: ``researcher1``, ``researcher2``, ... with the template's instructions and
-    tools), ``get_status`` and ``kill_subagents``. ``name`` names the run's root span
+    template: ``researcher1``, ``researcher2``, ... with the template's instructions, tools
+    and script; with several templates the lead names one), ``get_status`` and
+    ``kill_subagents``. ``name`` names the run's root span
     (``invoke_workflow {name}``). Members still working when the lead ends get
     ``grace_seconds`` to finish, then they are cancelled; spawned agents are killed.
 
-    Raises :class:`~runtime.errors.ConfigurationError` for no agents, two agents (or two
+    Raises :class:`orchestrace.ConfigurationError` for no agents, two agents (or two
     templates) with one name, a template named like an agent, or a lead that is not one of
     the agents.
     """

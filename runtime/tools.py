@@ -145,6 +145,12 @@ class ToolContext:
             \"\"\"Tell the planner something.\"\"\"
             ctx.span.set_attribute("app.notify.length", len(text))
             return await ctx.send("planner", text)
+
+    ``agent`` and ``role``: who called (``role``: ``lead``, ``member`` or a template's
+    name); ``run_id``: the run's id; ``call_id``: this call's ``tool_use`` id; ``span``: the
+    open ``execute_tool`` span; ``await send(to, content)``: a traced message;
+    ``agent_states()``: every agent's state; ``await sleep(seconds)``: sleep on the run's
+    clock. The runtime builds it; a tool never constructs one.
     """
 
     #: The calling agent's name (``researcher1``) and role (``lead``, ``member``, a template).
@@ -165,7 +171,7 @@ class ToolContext:
 
         Each recipient gets a traced ``send`` span under this tool's span. Returns the same
         text ``send_message`` returns (who got it, who did not and why). Raises
-        :class:`~runtime.errors.ToolError` for a message over the run's size limit or one
+        :class:`ToolError` for a message over the run's size limit or one
         addressed to the calling agent itself.
         """
         recipients = [to] if isinstance(to, str) else list(to)
@@ -473,7 +479,7 @@ def tool(
     dicts, dataclasses, TypedDicts and pydantic models. A first parameter annotated
     :class:`ToolContext` is not shown to the model; it receives the calling agent's name,
     the run id, the current span and a ``send`` method. Raise
-    :class:`~runtime.errors.ToolError` to return an ``is_error`` result on purpose; any other
+    :class:`orchestrace.ToolError` to return an ``is_error`` result on purpose; any other
     exception is also returned to the model as an error result and recorded on the span.
 
     Raises ``TypeError`` at decoration time for a signature that cannot be described to a

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import builtins
+import inspect
 import io
+import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +263,61 @@ def test_a_run_with_no_task_anywhere_is_a_one_line_error_naming_the_lead(
         ["run", "t.py", "--spans-file", "", "--task", "go", "--time-scale", "0"], capsys
     )
     assert (code, err) == (0, "")
+
+
+# --- what help() shows -------------------------------------------------------------------------
+def _public_docstrings() -> dict[str, str]:
+    docs: dict[str, str] = {"orchestrace": orchestrace.__doc__ or ""}
+    for name in orchestrace.__all__:
+        value = getattr(orchestrace, name)
+        if isinstance(value, str):
+            continue
+        docs[name] = inspect.getdoc(value) or ""
+        for attr, member in vars(value).items() if inspect.isclass(value) else ():
+            func = member.fget if isinstance(member, property) else member
+            func = getattr(func, "__func__", func)
+            if not attr.startswith("_") and inspect.isfunction(func):
+                docs[f"{name}.{attr}"] = inspect.getdoc(func) or ""
+    return docs
+
+
+def test_help_on_the_public_api_points_only_at_public_names() -> None:
+    internal = {
+        where: found
+        for where, doc in _public_docstrings().items()
+        if (found := re.findall(r"~runtime\.[\w.]+|choose_model|the policies", doc))
+    }
+    assert internal == {}
+
+
+def test_the_package_docstring_example_defines_every_name_it_uses() -> None:
+    doc = orchestrace.__doc__ or ""
+    example = doc.split("::\n\n", 1)[1].split("\nOffline", 1)[0]
+    code = textwrap.dedent(example)
+    tree = ast.parse(code)
+    defined = {
+        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    }
+    defined |= {
+        a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names
+    }
+    defined |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    defined |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    assert used - defined - set(dir(builtins)) == set()
+
+
+def test_conversation_and_tool_context_document_what_a_script_or_tool_reads() -> None:
+    conversation = inspect.getdoc(orchestrace.Conversation) or ""
+    for name in ("``agent``", "``role``", "``turn``", "``tools``", "``request``"):
+        assert name in conversation
+    context = inspect.getdoc(orchestrace.ToolContext) or ""
+    for name in (
+        "``agent``",
+        "``role``",
+        "``run_id``",
+        "``call_id``",
+        "``span``",
+        "agent_states()",
+    ):
+        assert name in context
