@@ -241,7 +241,11 @@ async def run(
     agent and template (by name, or by role: ``lead``, ``member``), or give a ``policy``.
     ``task`` replaces the lead's own ``Agent(task=...)``. ``stream`` (default True):
     model calls stream their responses, which gives each ``chat`` span its time to first
-    token; an ``Agent(stream=...)`` overrides it for that agent.
+    token; an ``Agent(stream=...)`` overrides it for that agent. ``sleep`` is the run's
+    clock: the scripted model's latency, ``ToolContext.sleep`` and the ``sleep`` tool go
+    through it, so ``sleep=instant`` (an ``async def`` that only yields) makes an offline
+    run with the agents' own scripts take no time. ``run_id`` names the run
+    (``gen_ai.conversation.id``; default: a fresh uuid).
 
     Telemetry: with ``tracer_provider`` / ``meter_provider``, or when the application has
     set an SDK TracerProvider globally, spans and metrics go there (orchestrace adds one

@@ -321,3 +321,20 @@ def test_conversation_and_tool_context_document_what_a_script_or_tool_reads() ->
         "agent_states()",
     ):
         assert name in context
+
+
+def test_the_run_clock_paces_the_agents_own_scripts(traced: Traced) -> None:
+    """The README's way to keep a test fast without replacing the agents' scripts."""
+    slept: list[float] = []
+
+    async def instant(seconds: float) -> None:
+        slept.append(seconds)
+
+    team = Agent("a", script=[Reply.call("nothing"), Reply.say("done")])
+    result = orchestrace.run_sync(
+        team, "go", tracer_provider=traced.tracer_provider, sleep=instant, stream=False
+    )
+    assert result.text == "done"
+    assert slept == [0.25, 0.25]  # each scripted call's latency, on the given clock
+    doc = " ".join((inspect.getdoc(orchestrace.run) or "").split())
+    assert "``sleep`` is the run's clock" in doc
