@@ -189,8 +189,9 @@ class Team:
     ``grace_seconds`` to finish, then they are cancelled; spawned agents are killed.
 
     Raises :class:`orchestrace.ConfigurationError` for no agents, two agents (or two
-    templates) with one name, a template named like an agent, or a lead that is not one of
-    the agents.
+    templates) with one name, a template named like an agent, a template with a ``task``
+    (an instance's first turn is the lead's ``create_subagents`` instruction), or a lead
+    that is not one of the agents.
     """
 
     name: str
@@ -228,6 +229,13 @@ class Team:
             raise ConfigurationError(
                 f"team {self.name!r}: templates named like agents: {shared}; rename one"
             )
+        for template in templates:
+            if template.task is not None:
+                raise ConfigurationError(
+                    f"team {self.name!r}: template {template.name!r} has a task, which is never "
+                    "used (a spawned agent's first turn is the lead's create_subagents "
+                    "instruction); put standing orders in its instructions"
+                )
         lead = self.lead if self.lead is not None else agents[0].name
         if lead not in {a.name for a in agents}:
             raise ConfigurationError(

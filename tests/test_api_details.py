@@ -338,3 +338,12 @@ def test_the_run_clock_paces_the_agents_own_scripts(traced: Traced) -> None:
     assert slept == [0.25, 0.25]  # each scripted call's latency, on the given clock
     doc = " ".join((inspect.getdoc(orchestrace.run) or "").split())
     assert "``sleep`` is the run's clock" in doc
+
+
+def test_a_template_with_a_task_is_refused_since_the_task_would_never_be_used() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Team("t", [Agent("lead")], templates=[Agent("w", task="do w things")])
+    assert str(caught.value) == (
+        "team 't': template 'w' has a task, which is never used (a spawned agent's first turn "
+        "is the lead's create_subagents instruction); put standing orders in its instructions"
+    )
