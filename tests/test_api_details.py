@@ -8,6 +8,8 @@ import inspect
 import io
 import re
 import textwrap
+import threading
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from orchestrace import (
     Reply,
     ScriptedModel,
     Team,
+    Tool,
+    ToolCall,
     ToolError,
     tool,
 )
@@ -347,3 +351,59 @@ def test_a_template_with_a_task_is_refused_since_the_task_would_never_be_used() 
         "team 't': template 'w' has a task, which is never used (a spawned agent's first turn "
         "is the lead's create_subagents instruction); put standing orders in its instructions"
     )
+
+
+# --- tools ---------------------------------------------------------------------------------------
+def test_a_method_is_refused_and_a_bound_method_is_a_tool() -> None:
+    with pytest.raises(TypeError) as caught:
+
+        class Notes:
+            @tool
+            def lookup(self, topic: str) -> str:
+                """Look up."""
+                return topic
+
+    assert str(caught.value) == (
+        "@tool lookup: 'self' would be a parameter the model fills in; use @tool on a "
+        "function, or make a tool of a bound method: tool(instance.lookup)"
+    )
+
+    class Shelf:
+        def lookup(self, topic: str) -> str:
+            """Look up."""
+            return f"shelf: {topic}"
+
+    bound = tool(Shelf().lookup)
+    assert bound.schema["input_schema"]["properties"] == {"topic": {"type": "string"}}
+    assert bound("x") == "shelf: x"
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_a_dict_schema_tool_may_have_a_sync_handler(traced: Traced) -> None:
+    threads: list[str] = []
+
+    def echo(call: ToolCall) -> str:
+        threads.append(threading.current_thread().name)
+        return f"echo: {call.input['text']}"
+
+    def later(call: ToolCall) -> Awaitable[str]:  # not async itself, returns a coroutine
+        async def answer() -> str:
+            return "later"
+
+        return answer()
+
+    schema = {"type": "object", "properties": {"text": {"type": "string"}}}
+    tools = [
+        Tool({"name": "echo", "description": "Echo.", "input_schema": schema}, echo),
+        Tool({"name": "later", "description": "Later.", "input_schema": schema}, later),
+    ]
+    script = [Reply.call("echo", {"text": "hi"}), Reply.call("later"), Reply.say("done")]
+    result = await run_in(traced, Agent("a", tools=tools, script=script))
+    assert result.completed
+    for name in ("echo", "later"):
+        (span,) = traced.named(f"execute_tool {name}")
+        assert span.attributes is not None
+        assert span.attributes["orchestrace.tool.is_error"] is False
+    assert len(threads) == 1
+    assert threads != [threading.main_thread().name]
