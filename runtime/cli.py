@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--task",
         default=None,
-        help="the lead's task (default: the lead's own Agent(task=...))",
+        help="the lead's task (default: the lead's own Agent(task=...); a lead without one "
+        "needs --task)",
     )
     run.add_argument(
         "--offline",

@@ -267,6 +267,9 @@ def test_a_run_with_no_task_anywhere_is_a_one_line_error_naming_the_lead(
         ["run", "t.py", "--spans-file", "", "--task", "go", "--time-scale", "0"], capsys
     )
     assert (code, err) == (0, "")
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "a lead without one needs --task" in " ".join(capsys.readouterr().out.split())
 
 
 # --- what help() shows -------------------------------------------------------------------------
