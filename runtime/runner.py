@@ -84,9 +84,13 @@ def override(*, model: ModelClient) -> Iterator[None]:
 class RunResult:
     """What a run produced: the lead's final answer, every agent's outcome, the trace.
 
-    ``summary`` is the same summary ``orchestrace summary`` prints (``summary.render()``),
-    or None when the run's spans were not recorded (telemetry disabled). ``spans_file`` is
-    the OTLP/JSON-lines file the run wrote, if any.
+    ``text`` is the lead's last text (its answer when ``completed``); ``lead`` and
+    ``agents[name]`` are :class:`AgentResult` values (spawned agents included: check them
+    too, since ``completed`` is about the lead only); ``run_id`` is
+    ``gen_ai.conversation.id`` on every span and ``trace_id`` the run's trace (32 hex
+    digits). ``summary`` is the same summary ``orchestrace summary`` prints
+    (``summary.render()``), or None when the run's spans were not recorded (telemetry
+    disabled). ``spans_file`` is the OTLP/JSON-lines file the run wrote, if any.
     """
 
     text: str

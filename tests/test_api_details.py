@@ -318,6 +318,9 @@ def test_conversation_and_tool_context_document_what_a_script_or_tool_reads() ->
     conversation = inspect.getdoc(orchestrace.Conversation) or ""
     for name in ("``agent``", "``role``", "``turn``", "``tools``", "``request``"):
         assert name in conversation
+    result = " ".join((inspect.getdoc(orchestrace.RunResult) or "").split())
+    for name in ("``text``", "``lead``", "``agents[name]``", "``run_id``", "``trace_id``"):
+        assert name in result
     context = inspect.getdoc(orchestrace.ToolContext) or ""
     for name in (
         "``agent``",
