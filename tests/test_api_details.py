@@ -7,6 +7,8 @@ import builtins
 import inspect
 import io
 import re
+import subprocess
+import sys
 import textwrap
 import threading
 from collections.abc import Awaitable
@@ -413,3 +415,15 @@ async def test_a_dict_schema_tool_may_have_a_sync_handler(traced: Traced) -> Non
         assert span.attributes["orchestrace.tool.is_error"] is False
     assert len(threads) == 1
     assert threads != [threading.main_thread().name]
+
+
+def test_python_dash_m_orchestrace_is_the_command(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrace", "run", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: orchestrace run ")
