@@ -55,6 +55,10 @@ class Reply:
             Reply.call("send_message", recipient_ids=["planner"], content="found 3 notes"),
             Reply.say("Done."),
         ]
+
+    To test how your code handles an answer that did not finish, give another stop reason:
+    ``Reply("Half an ans", stop_reason="max_tokens")`` (or ``"refusal"``) ends the agent
+    with reason ``stop_reason:max_tokens``, and a lead's run is then not ``completed``.
     """
 
     text: str = ""

@@ -427,3 +427,16 @@ def test_python_dash_m_orchestrace_is_the_command(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: orchestrace run ")
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_a_reply_with_another_stop_reason_is_an_unfinished_answer(traced: Traced) -> None:
+    assert 'stop_reason="max_tokens"' in (inspect.getdoc(Reply) or "")
+    team = Agent("a", script=[Reply("Half an ans", stop_reason="max_tokens")])
+    result = await run_in(traced, team)
+    assert (result.lead.reason, result.text, result.completed) == (
+        "stop_reason:max_tokens",
+        "Half an ans",
+        False,
+    )
