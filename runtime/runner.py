@@ -262,10 +262,10 @@ async def run(
     Raises :class:`orchestrace.ConfigurationError` for a bad team, no task, an offline
     run with unscripted agents, a ``ScriptedModel`` without a script for some agent, a bad
     setting (``max_turns``, ``max_tokens``, ``wait_timeout``, ``model``), or conflicting
-    telemetry options. Failures inside the run
-    (model errors, crashing tools, limits) do not raise: they end agents, and the result
-    says how (``result.completed``, ``result.lead.reason``). ``asyncio.CancelledError``
-    propagates; the spans recorded so far are still ended and flushed.
+    telemetry options. Failures inside the run (model errors, crashing tools, limits) do
+    not raise: they end agents, and the result says how (``result.completed``,
+    ``result.lead.reason``). ``asyncio.CancelledError`` propagates; the spans recorded so
+    far are still ended and flushed.
     """
     from telemetry.cost import default_prices
     from telemetry.routing import router_for
