@@ -440,3 +440,19 @@ async def test_a_reply_with_another_stop_reason_is_an_unfinished_answer(traced: 
         "Half an ans",
         False,
     )
+
+
+def test_the_model_client_docstring_example_runs(traced: Traced) -> None:
+    doc = inspect.getdoc(orchestrace.ModelClient) or ""
+    code = textwrap.dedent(doc.split("::\n", 1)[1])
+    *definition, last = code.strip().splitlines()
+    namespace: dict[str, Any] = {}
+    exec(  # the docstring's class, with the names it uses
+        "from anthropic.types import Message, TextBlock, Usage\n"
+        "from orchestrace import Agent, ModelRequest\nimport orchestrace\n" + "\n".join(definition),
+        namespace,
+    )
+    call, expected = last.split("  # ")
+    call = call.replace(")).text", "), tracer_provider=tp).text")
+    namespace["tp"] = traced.tracer_provider
+    assert eval(call, namespace) == eval(expected, namespace)
