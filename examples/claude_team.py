@@ -109,6 +109,7 @@ oncall = Agent(
     "wait_for_message until the analyst's report arrives. Then answer in at most three "
     "sentences: which team to page and the numbers that show why. If the report does not "
     "settle it, ask the analyst one follow-up question.",
+    task=TASK,
     script=oncall_script,
 )
 analyst = Agent(

@@ -131,6 +131,7 @@ planner = Agent(
     "then call wait_for_message until you have heard from both the researcher (findings) "
     "and the critic (review). Then answer the user in two or three sentences, using only "
     "what they reported.",
+    task=TASK,
     script=planner_script,
 )
 researcher = Agent(

@@ -179,6 +179,7 @@ editor = Agent(
     "writer (template 'writer') and give it the notes in its instruction; wait for its "
     "draft. Check get_status, dismiss every specialist with kill_subagents, and answer with "
     "the writer's brief.",
+    task=TASK,
     script=editor_script,
 )
 researcher = Agent(

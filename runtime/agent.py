@@ -145,7 +145,15 @@ class AgentSpec:
 
 @dataclass(frozen=True)
 class AgentResult:
-    """How an agent ended: its final state, why, and its last text."""
+    """How an agent ended: its final state, why, and its last text.
+
+    ``state`` is ``done``, ``crashed`` or ``killed``. ``reason``: ``end_turn`` (it finished),
+    ``max_turns`` (``text`` is then ``[name hit max_turns=N]``), ``limit:<cap>`` (a
+    :class:`RunLimits` cap), ``stop_reason:<reason>`` (``max_tokens``, ``refusal``, ...),
+    ``killed`` / ``cancelled`` (by ``kill_subagents``, or when the lead ended),
+    ``interrupted:SIGINT`` (and the like), or, for ``crashed``, the exception's type name
+    (``KeyError``, ``APITimeoutError``, ``malformed_response``).
+    """
 
     name: str
     state: AgentState

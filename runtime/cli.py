@@ -77,9 +77,9 @@ examples:
 exit status:
   0 the lead finished (end_turn); 1 the lead was stopped (a limit, max_turns, a refusal,
   max_tokens, a crash: "run incomplete: ..." says which) or your module raised while
-  loading (its traceback is shown); 2 bad arguments, no such file or team, or a team that
-  cannot run offline; 130 / 143 / 129 after SIGINT / SIGTERM / SIGHUP (the run's spans
-  are flushed and its summary so far printed)
+  loading (its traceback is shown); 2 bad arguments, no such file or team, no task for
+  the lead, or a team that cannot run offline; 130 / 143 / 129 after SIGINT / SIGTERM /
+  SIGHUP (the run's spans are flushed and its summary so far printed)
 """
 )
 
@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--task",
         default=None,
-        help="the lead's task (default: the lead's own Agent(task=...))",
+        help="the lead's task (default: the lead's own Agent(task=...); a lead without one "
+        "needs --task)",
     )
     run.add_argument(
         "--offline",
@@ -397,6 +398,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     configure_logging(args.log_level or settings.LOG_LEVEL.get())
     try:
         team = load_team(args.target)
+        if args.task is None and team.lead_agent.task is None:
+            raise ConfigurationError(
+                f"no task for {team.lead!r}: pass --task TEXT, or give the lead "
+                "Agent(..., task=...)"
+            )
         model = choose_model(
             team,
             offline=args.offline,

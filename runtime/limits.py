@@ -35,7 +35,7 @@ class LimitExceeded(OrchestraceError):
 class RunLimits:
     """The caps of one run; ``None`` means unlimited.
 
-    Raises :class:`~runtime.errors.ConfigurationError` for a cap that is not a whole
+    Raises :class:`orchestrace.ConfigurationError` for a cap that is not a whole
     number >= 1 (a concurrency cap of 0 would deadlock the run).
     """
 

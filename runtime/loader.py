@@ -2,7 +2,7 @@
 
 ``TARGET`` is ``team`` / ``spawn`` (the built-in runs), ``path/to/file.py`` or
 ``package.module``, optionally followed by ``:NAME`` — a :class:`~runtime.teams.Team`, an
-:class:`~runtime.teams.Agent`, or a function of no arguments that returns either.
+:class:`~runtime.teams.Agent`, or a function callable with no arguments that returns either.
 Without ``:NAME`` the module must define exactly one team.
 """
 
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -78,6 +80,12 @@ def load_team(target: str) -> Team:
     if len(teams) == 1:
         return _as_team(getattr(module, teams[0]), f"{ref}:{teams[0]}", target)
     if not teams:
+        agents = _public(module, Agent)
+        if agents:
+            raise TargetError(
+                f"{ref} defines no Team, only agents ({', '.join(agents)}): run one alone "
+                f"as {ref}:{agents[0]}, or add `team = Team(...)` at module level"
+            )
         raise TargetError(
             f"{ref} defines no Team: add `team = Team(...)` at module level, or name a "
             f"function that returns one as {ref}:NAME"
@@ -88,13 +96,36 @@ def load_team(target: str) -> Team:
 
 
 def _teams_in(module: ModuleType) -> list[str]:
-    return [k for k, v in vars(module).items() if isinstance(v, Team) and not k.startswith("_")]
+    return _public(module, Team)
+
+
+def _public(module: ModuleType, kind: type) -> list[str]:
+    return [k for k, v in vars(module).items() if isinstance(v, kind) and not k.startswith("_")]
+
+
+def _required_parameters(func: Callable[..., object]) -> list[str]:
+    """The parameters ``func()`` would be missing (none when it cannot be inspected)."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in parameters
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
 
 
 def _as_team(value: object, where: str, target: str) -> Team:
     if isinstance(value, Team | Agent):
         return Team.of(value)
     if callable(value) and not isinstance(value, type):
+        needed = _required_parameters(value)
+        if needed:
+            raise TargetError(
+                f"{where} takes arguments ({', '.join(needed)}); orchestrace run calls it with "
+                "none: give them defaults, or name a Team, an Agent or a function of no arguments"
+            )
         try:
             made = value()
         except ConfigurationError:
@@ -103,9 +134,9 @@ def _as_team(value: object, where: str, target: str) -> Team:
             raise UserCodeError(target, exc) from exc
         if isinstance(made, Team | Agent):
             return Team.of(made)
-        raise TargetError(f"{where}() returned {type(made).__name__}, not a Team")
+        raise TargetError(f"{where}() returned {type(made).__name__}, not a Team or an Agent")
     raise TargetError(
-        f"{where} is {type(value).__name__}, not a Team (or a function returning one)"
+        f"{where} is {type(value).__name__}, not a Team or an Agent (or a function returning one)"
     )
 
 

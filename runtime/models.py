@@ -31,7 +31,12 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
-    """One Messages API call, plus the name of the agent making it."""
+    """One Messages API call, plus the name of the agent making it.
+
+    ``model``, ``max_tokens``, ``system``, ``tools`` and ``messages`` are the Messages API's
+    parameters, as :class:`AnthropicModel` sends them; ``messages[0]`` is the agent's first
+    user turn (its task).
+    """
 
     agent: str
     model: str
@@ -47,7 +52,27 @@ class ModelRequest:
 
 
 class ModelClient(Protocol):
-    """Anything that turns a :class:`ModelRequest` into an ``anthropic.types.Message``."""
+    """Anything that turns a :class:`ModelRequest` into an ``anthropic.types.Message``.
+
+    Pass one as ``run(model=...)`` or ``override(model=...)``: another gateway, a recorded
+    conversation, a fake for a test. Example, a model that echoes the task::
+
+        class Echo:
+            backend = "echo"
+
+            async def create(self, request: ModelRequest) -> Message:
+                return Message(
+                    id="msg_1", type="message", role="assistant", model=request.model,
+                    content=[TextBlock(type="text", text=request.messages[0]["content"])],
+                    stop_reason="end_turn", stop_sequence=None,
+                    usage=Usage(input_tokens=10, output_tokens=5),
+                )
+
+            async def close(self) -> None:
+                pass
+
+        orchestrace.run_sync(Agent("a", "Echo."), "hello", model=Echo()).text  # 'hello'
+    """
 
     @property
     def backend(self) -> str:

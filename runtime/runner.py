@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -27,7 +28,14 @@ from runtime.errors import ConfigurationError
 from runtime.hub import AgentState, Hub
 from runtime.limits import RunLimits
 from runtime.models import ModelClient
-from runtime.teams import Agent, Team, run_team, scripts_of, unscripted
+from runtime.teams import (
+    Agent,
+    Team,
+    check_scripted_model,
+    run_team,
+    scripts_of,
+    unscripted,
+)
 from telemetry.spans import ContentPolicy, RunTelemetry
 
 if TYPE_CHECKING:
@@ -58,8 +66,13 @@ def override(*, model: ModelClient) -> Iterator[None]:
         with orchestrace.override(model=ScriptedModel(scripts={"planner": [...]})):
             result = await orchestrace.run(team, task="...")
 
-    It wins over ``run(model=...)``, ``ANTHROPIC_API_KEY`` and the agents' scripts.
+    It wins over ``run(model=...)``, ``ANTHROPIC_API_KEY`` and the agents' scripts: a
+    ``ScriptedModel``'s ``scripts`` replace every ``Agent(script=...)``, so they must cover
+    every agent and template of the team (``run`` says which are missing). Raises
+    :class:`orchestrace.ConfigurationError` for a value that is not a model client (a model
+    name goes to ``run(model=...)``).
     """
+    _check_client(model, "override(model=...)")
     token = _override.set(model)
     try:
         yield
@@ -71,9 +84,13 @@ def override(*, model: ModelClient) -> Iterator[None]:
 class RunResult:
     """What a run produced: the lead's final answer, every agent's outcome, the trace.
 
-    ``summary`` is the same summary ``orchestrace summary`` prints (``summary.render()``),
-    or None when the run's spans were not recorded (telemetry disabled). ``spans_file`` is
-    the OTLP/JSON-lines file the run wrote, if any.
+    ``text`` is the lead's last text (its answer when ``completed``); ``lead`` and
+    ``agents[name]`` are :class:`AgentResult` values (spawned agents included: check them
+    too, since ``completed`` is about the lead only); ``run_id`` is
+    ``gen_ai.conversation.id`` on every span and ``trace_id`` the run's trace (32 hex
+    digits). ``summary`` is the same summary ``orchestrace summary`` prints
+    (``summary.render()``), or None when the run's spans were not recorded (telemetry
+    disabled). ``spans_file`` is the OTLP/JSON-lines file the run wrote, if any.
     """
 
     text: str
@@ -126,10 +143,10 @@ def choose_model(
     some agent has no script (the message says how to give one).
     """
     forced = _override.get()
-    if forced is not None:
-        return forced
-    if model is not None:
-        return model
+    given = forced if forced is not None else model
+    if given is not None:
+        check_scripted_model(team, given)
+        return given
     if not offline and os.environ.get(API_KEY_ENV):
         from runtime.models import AnthropicModel
 
@@ -145,6 +162,30 @@ def choose_model(
     from runtime.scripted import ScriptedModel
 
     return ScriptedModel(latency=latency, sleep=sleep, scripts=scripts_of(team))
+
+
+def _check_client(model: object, where: str) -> None:
+    """:class:`ConfigurationError` unless ``model`` looks like a :class:`ModelClient`."""
+    if isinstance(model, str) or not callable(getattr(model, "create", None)):
+        raise ConfigurationError(
+            f"{where} takes a model client such as ScriptedModel(...) or AnthropicModel(), "
+            f"not {type(model).__name__} {model!r:.40}"
+            + ("; a Claude model name goes to run(model=...)" if isinstance(model, str) else "")
+        )
+
+
+def _check_settings(*, max_turns: object, max_tokens: object, wait_timeout: object) -> None:
+    """:class:`ConfigurationError` for a setting the command line would refuse too."""
+    for name, value in (("max_turns", max_turns), ("max_tokens", max_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"{name} must be a whole number >= 1, got {value!r}")
+    if (
+        isinstance(wait_timeout, bool)
+        or not isinstance(wait_timeout, int | float)
+        or not math.isfinite(wait_timeout)
+        or wait_timeout < 0
+    ):
+        raise ConfigurationError(f"wait_timeout must be seconds >= 0, got {wait_timeout!r}")
 
 
 def new_run(
@@ -200,10 +241,18 @@ async def run(
         print(result.text, result.trace_id)
 
     ``model`` is a Claude model name (``"claude-opus-4-8"``) or a model client such as
-    :class:`~runtime.scripted.ScriptedModel`; see :func:`choose_model` for how the client is
-    picked. ``task`` replaces the lead's own ``Agent(task=...)``. ``stream`` (default True):
+    :class:`orchestrace.ScriptedModel`. The client is, in order: an :func:`override` in
+    force; ``model`` if it is a client; Claude when ``ANTHROPIC_API_KEY`` is set and not
+    ``offline``; else a scripted model playing the agents' ``Agent(script=...)``. A
+    ``ScriptedModel`` you pass replaces those scripts: its ``scripts`` must cover every
+    agent and template (by name, or by role: ``lead``, ``member``), or give a ``policy``.
+    ``task`` replaces the lead's own ``Agent(task=...)``. ``stream`` (default True):
     model calls stream their responses, which gives each ``chat`` span its time to first
-    token; an ``Agent(stream=...)`` overrides it for that agent.
+    token; an ``Agent(stream=...)`` overrides it for that agent. ``sleep`` is the run's
+    clock: the scripted model's latency, ``ToolContext.sleep`` and the ``sleep`` tool go
+    through it, so ``sleep=instant`` (an ``async def`` that only yields) makes an offline
+    run with the agents' own scripts take no time. ``run_id`` names the run
+    (``gen_ai.conversation.id``; default: a fresh uuid).
 
     Telemetry: with ``tracer_provider`` / ``meter_provider``, or when the application has
     set an SDK TracerProvider globally, spans and metrics go there (orchestrace adds one
@@ -213,13 +262,15 @@ async def run(
     ``orchestrace-spans.jsonl``; None for no file), and everything is flushed before
     returning. ``spans_file`` may only be given when orchestrace sets telemetry up itself.
 
-    Raises :class:`~runtime.errors.ConfigurationError` for a bad team, no task, an offline
-    run with unscripted agents, conflicting telemetry options, a spans file that cannot be
-    written, or a bad ``OTEL_*`` / ``ORCHESTRACE_*`` setting (docs: the README's table of
-    variables; the message names the variable and what it accepts). Failures inside the run
-    (model errors, crashing tools, limits) do not raise: they end agents, and the result
-    says how (``result.completed``, ``result.lead.reason``). ``asyncio.CancelledError``
-    propagates; the spans recorded so far are still ended and flushed.
+    Raises :class:`orchestrace.ConfigurationError` for a bad team, no task, an offline
+    run with unscripted agents, a ``ScriptedModel`` without a script for some agent, a bad
+    setting (``max_turns``, ``max_tokens``, ``wait_timeout``, ``model``), conflicting
+    telemetry options, a spans file that cannot be written, or a bad ``OTEL_*`` /
+    ``ORCHESTRACE_*`` variable (the README's table of variables; the message names the
+    variable and what it accepts). Failures inside the run (model errors, crashing tools,
+    limits) do not raise: they end agents, and the result says how (``result.completed``,
+    ``result.lead.reason``). ``asyncio.CancelledError`` propagates; the spans recorded so
+    far are still ended and flushed.
     """
     from telemetry.cost import default_prices
     from telemetry.routing import router_for
@@ -236,6 +287,9 @@ async def run(
         raise ConfigurationError(
             f"no task for {team.lead!r}: pass run(team, task=...) or Agent(..., task=...)"
         )
+    if model is not None and not isinstance(model, str):
+        _check_client(model, "run(model=...)")
+    _check_settings(max_turns=max_turns, max_tokens=max_tokens, wait_timeout=wait_timeout)
     model_name = model if isinstance(model, str) else None
     client = choose_model(
         team, None if isinstance(model, str) else model, offline=offline, sleep=sleep

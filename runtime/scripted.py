@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -55,6 +55,10 @@ class Reply:
             Reply.call("send_message", recipient_ids=["planner"], content="found 3 notes"),
             Reply.say("Done."),
         ]
+
+    To test how your code handles an answer that did not finish, give another stop reason:
+    ``Reply("Half an ans", stop_reason="max_tokens")`` (or ``"refusal"``) ends the agent
+    with reason ``stop_reason:max_tokens``, and a lead's run is then not ``completed``.
     """
 
     text: str = ""
@@ -89,7 +93,22 @@ class Reply:
 
 
 class Conversation:
-    """Read-only views of a request's conversation that the policies reason about."""
+    """What a script function sees: the conversation so far of the agent being answered.
+
+    Example, a lead that waits until two reports are in::
+
+        def lead(conv: Conversation) -> Reply:
+            if conv.turn == 0:
+                return Reply.call("send_message", recipient_ids=["a", "b"], content="report")
+            if len(conv.received()) < 2:
+                return Reply.call("wait_for_message")
+            return Reply.say("; ".join(text for _sender, text in conv.received()))
+
+    ``agent`` and ``role`` say who asks (``role``: ``lead``, ``member`` or, for a spawned
+    agent, its template's name); ``turn`` counts the agent's earlier model replies (0 on
+    its first call); ``tools`` is the set of tool names it may call; ``request`` is the
+    whole :class:`ModelRequest` (system prompt, messages, tools).
+    """
 
     def __init__(self, request: ModelRequest) -> None:
         self.request = request
@@ -126,7 +145,8 @@ class Conversation:
         return [(s, c) for text in self._user_texts() for s, c in _FROM.findall(text)]
 
     def tool_results(self) -> list[str]:
-        """Every tool result text so far."""
+        """Every tool result text so far, oldest first (messages delivered with a result
+        are part of its text; :meth:`received` has them one by one)."""
         return list(self._user_texts())
 
     def first_user_turn(self) -> str:
@@ -329,7 +349,7 @@ class _HistoryTokens:
 
 
 class ScriptedModel:
-    """A :class:`~runtime.models.ModelClient` that needs no network or API key.
+    """A :class:`orchestrace.ModelClient` that needs no network or API key.
 
     Example::
 
@@ -406,8 +426,25 @@ class ScriptedModel:
         """The scripted answer to ``request``, at once (also used to drive a fake API)."""
         conv = Conversation(request)
         reply = self._policy_for(conv)(conv)
+        if not isinstance(reply, Reply):
+            raise TypeError(
+                f"the script of agent {conv.agent!r} returned {type(reply).__name__} "
+                f"{reply!r:.40}, not a Reply: return Reply.call(tool, **input) or "
+                "Reply.say(text)"
+            )
         self.calls += 1
         return reply, self._message(request, conv, reply)
+
+    def unscripted(self, agents: Iterable[tuple[str, str]]) -> list[str]:
+        """The names among ``agents`` (name, role) this model has no script for.
+
+        Empty when a ``policy`` answers for everyone, or with neither ``scripts`` nor
+        ``policy`` (the original cookbook's runs answer any agent). A role is a lead's
+        ``lead``, a member's ``member``, a spawned agent's template name.
+        """
+        if self._policy is not None or not self._scripts:
+            return []
+        return [n for n, role in agents if n not in self._scripts and role not in self._scripts]
 
     def _policy_for(self, conv: Conversation) -> Policy:
         scripted = self._scripts.get(conv.agent) or self._scripts.get(conv.role)
@@ -416,7 +453,10 @@ class ScriptedModel:
         if self._policy is not None:
             return self._policy
         if self._scripts:
-            raise KeyError(f"the scripted model has no script for agent {conv.agent!r}")
+            raise KeyError(
+                f"the scripted model has no script for agent {conv.agent!r} (it has scripts "
+                f"for: {', '.join(self._scripts)})"
+            )
         return choose_policy(conv)
 
     def _message(self, request: ModelRequest, conv: Conversation, reply: Reply) -> Message:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from runtime.agent import AgentResult, AgentSpec, RunContext, run_agent
 from runtime.errors import ConfigurationError
 from runtime.hub import SYSTEM_SENDER
-from runtime.scripted import Script
+from runtime.scripted import Reply, Script
 from runtime.tools import (
     CREATE_SUBAGENTS,
     GET_STATUS,
@@ -83,17 +83,18 @@ class Agent:
             tools=[lookup],
         )
 
-    ``tools`` takes functions decorated with :func:`~runtime.tools.tool`, plain functions
-    (wrapped for you) and dict-schema :class:`~runtime.tools.Tool` values. ``task`` is the
+    ``tools`` takes functions decorated with :func:`orchestrace.tool`, plain functions
+    (wrapped for you) and dict-schema :class:`orchestrace.Tool` values. ``task`` is the
     agent's first user turn (a team's lead gets the run's task instead, when one is given).
     ``model``, ``max_turns`` and ``max_tokens`` override the run's settings for this agent,
     and ``stream`` (True / False) whether its model calls stream (None: the run's setting).
     ``script`` is what the agent says when the run is offline: a list of
-    :class:`~runtime.scripted.Reply` (one per turn) or a function of the
-    :class:`~runtime.scripted.Conversation`.
+    :class:`orchestrace.Reply` (one per turn; when it runs out, the agent ends its turn) or a
+    function of the :class:`orchestrace.Conversation` returning the next ``Reply``. A
+    ``ScriptedModel`` given to ``run(model=...)`` or ``override()`` replaces every script.
 
-    Raises :class:`~runtime.errors.ConfigurationError` for a bad name, a tool that is not a
-    tool, or two tools with one name.
+    Raises :class:`orchestrace.ConfigurationError` for a bad name, a tool that is not a
+    tool, two tools with one name, or a script that is not one.
     """
 
     name: str
@@ -137,12 +138,37 @@ class Agent:
                 raise ConfigurationError(f"agent {self.name!r}: {option} must be a positive int")
         if self.stream is not None and not isinstance(self.stream, bool):
             raise ConfigurationError(f"agent {self.name!r}: stream must be True, False or None")
+        if self.script is not None:
+            object.__setattr__(self, "script", _checked_script(self.name, self.script))
         object.__setattr__(self, "tools", tuple(tools))
 
     @property
     def agent_tools(self) -> tuple[AgentTool, ...]:
-        """The tools, each as an :class:`~runtime.tools.AgentTool`."""
+        """The tools as the runtime calls them (``@tool`` functions, plain functions and
+        ``Tool`` values alike, converted when the agent was defined)."""
         return self.tools  # type: ignore[return-value]  # converted in __post_init__
+
+
+def _checked_script(agent: str, script: object) -> Script:
+    """``script`` if it is one (a function, or a list of :class:`Reply` kept as a tuple),
+    else :class:`ConfigurationError` saying what it is and what a script looks like."""
+    how = "a list of Reply.call(...) / Reply.say(...), or a function of the Conversation"
+    if isinstance(script, Reply):
+        raise ConfigurationError(f"agent {agent!r}: script must be {how}; wrap one Reply in [...]")
+    if callable(script):
+        return script  # a function of the Conversation
+    if isinstance(script, str | bytes | Mapping) or not isinstance(script, Iterable):
+        raise ConfigurationError(
+            f"agent {agent!r}: script must be {how}, not {type(script).__name__}"
+        )
+    replies = tuple(script)
+    for turn, reply in enumerate(replies):
+        if not isinstance(reply, Reply):
+            raise ConfigurationError(
+                f"agent {agent!r}: script[{turn}] is {type(reply).__name__} {reply!r:.40}, "
+                "not a Reply; use Reply.call(tool, **input) or Reply.say(text)"
+            )
+    return replies
 
 
 @dataclass(frozen=True)
@@ -156,14 +182,16 @@ class Team:
     ``lead`` names the agent whose final answer is the run's answer (default: the first).
     Every agent of a team of two or more gets ``send_message`` and ``wait_for_message``.
     With ``templates``, the lead also gets ``create_subagents`` (which makes instances of a
-    template: ``researcher1``, ``researcher2``, ... with the template's instructions and
-    tools), ``get_status`` and ``kill_subagents``. ``name`` names the run's root span
+    template: ``researcher1``, ``researcher2``, ... with the template's instructions, tools
+    and script; with several templates the lead names one), ``get_status`` and
+    ``kill_subagents``. ``name`` names the run's root span
     (``invoke_workflow {name}``). Members still working when the lead ends get
     ``grace_seconds`` to finish, then they are cancelled; spawned agents are killed.
 
-    Raises :class:`~runtime.errors.ConfigurationError` for no agents, two agents (or two
-    templates) with one name, a template named like an agent, or a lead that is not one of
-    the agents.
+    Raises :class:`orchestrace.ConfigurationError` for no agents, two agents (or two
+    templates) with one name, a template named like an agent, a template with a ``task``
+    (an instance's first turn is the lead's ``create_subagents`` instruction), or a lead
+    that is not one of the agents.
     """
 
     name: str
@@ -201,6 +229,13 @@ class Team:
             raise ConfigurationError(
                 f"team {self.name!r}: templates named like agents: {shared}; rename one"
             )
+        for template in templates:
+            if template.task is not None:
+                raise ConfigurationError(
+                    f"team {self.name!r}: template {template.name!r} has a task, which is never "
+                    "used (a spawned agent's first turn is the lead's create_subagents "
+                    "instruction); put standing orders in its instructions"
+                )
         lead = self.lead if self.lead is not None else agents[0].name
         if lead not in {a.name for a in agents}:
             raise ConfigurationError(
@@ -331,6 +366,24 @@ def scripts_of(team: Team) -> dict[str, Script]:
 def unscripted(team: Team) -> list[str]:
     """Names of the agents and templates that have no offline script."""
     return [a.name for a in team.every_agent() if a.script is None]
+
+
+def check_scripted_model(team: Team, model: object) -> None:
+    """Raise :class:`ConfigurationError` if ``model`` is a :class:`ScriptedModel` with
+    ``scripts`` that leave out an agent or template of ``team`` (that agent would crash with
+    a ``KeyError`` at its first call, while the run still completes)."""
+    from runtime.scripted import ScriptedModel
+
+    if not isinstance(model, ScriptedModel):
+        return
+    roles = [(a.name, "lead" if a.name == team.lead else "member") for a in team.agents]
+    missing = model.unscripted([*roles, *((t.name, t.name) for t in team.templates)])
+    if missing:
+        raise ConfigurationError(
+            f"team {team.name!r}: the ScriptedModel has no script for {', '.join(missing)}; "
+            "add them to ScriptedModel(scripts={...}) (a ScriptedModel passed to run() or "
+            "override() replaces every Agent(script=...), it does not add to them)"
+        )
 
 
 TeamFactory = Callable[[], Team]

@@ -145,6 +145,12 @@ class ToolContext:
             \"\"\"Tell the planner something.\"\"\"
             ctx.span.set_attribute("app.notify.length", len(text))
             return await ctx.send("planner", text)
+
+    ``agent`` and ``role``: who called (``role``: ``lead``, ``member`` or a template's
+    name); ``run_id``: the run's id; ``call_id``: this call's ``tool_use`` id; ``span``: the
+    open ``execute_tool`` span; ``await send(to, content)``: a traced message;
+    ``agent_states()``: every agent's state; ``await sleep(seconds)``: sleep on the run's
+    clock. The runtime builds it; a tool never constructs one.
     """
 
     #: The calling agent's name (``researcher1``) and role (``lead``, ``member``, a template).
@@ -165,7 +171,7 @@ class ToolContext:
 
         Each recipient gets a traced ``send`` span under this tool's span. Returns the same
         text ``send_message`` returns (who got it, who did not and why). Raises
-        :class:`~runtime.errors.ToolError` for a message over the run's size limit or one
+        :class:`ToolError` for a message over the run's size limit or one
         addressed to the calling agent itself.
         """
         recipients = [to] if isinstance(to, str) else list(to)
@@ -210,17 +216,23 @@ class Tool:
 
     The input is validated against ``input_schema`` (JSON Schema 2020-12) before the handler
     runs. With ``takes_context=True`` the handler is called as ``handler(call, context)``
-    with the :class:`ToolContext`. Raises ``jsonschema.SchemaError`` for an invalid schema.
+    with the :class:`ToolContext`. A handler that is not ``async`` runs in a worker thread,
+    as a sync ``@tool`` function does. Raises ``jsonschema.SchemaError`` for an invalid
+    schema.
     """
 
     schema: Schema
-    handler: Callable[..., Awaitable[str]]
+    handler: Callable[..., Awaitable[str]] | Callable[..., str]
     takes_context: bool = False
     _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
+    _is_async: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         text = json.dumps(self.schema["input_schema"], sort_keys=True)
         object.__setattr__(self, "_validator", _validator(text))
+        call = getattr(self.handler, "__call__", None)  # noqa: B004  # an object's async __call__
+        is_async = inspect.iscoroutinefunction(self.handler) or inspect.iscoroutinefunction(call)
+        object.__setattr__(self, "_is_async", is_async)
 
     @property
     def name(self) -> str:
@@ -237,9 +249,13 @@ class Tool:
     async def invoke(self, call: ToolCall, context: ToolContext) -> ToolOutcome:
         """Validate the input against the schema, then run the handler."""
         self.validate(call.input)
-        if self.takes_context:
-            return ToolOutcome(await self.handler(call, context))
-        return ToolOutcome(await self.handler(call))
+        args: tuple[object, ...] = (call, context) if self.takes_context else (call,)
+        if self._is_async:
+            return ToolOutcome(await self.handler(*args))  # type: ignore[misc]
+        result: object = await asyncio.to_thread(self.handler, *args)
+        if inspect.isawaitable(result):  # e.g. a lambda that returns a coroutine
+            result = await result
+        return ToolOutcome(result)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=256)
@@ -359,6 +375,11 @@ def _input_model(
     except Exception as exc:  # an annotation that does not resolve
         raise TypeError(f"@tool {name}: cannot resolve the type hints: {exc}") from exc
     params = list(signature.parameters.values())
+    if params and params[0].name in ("self", "cls") and params[0].name not in hints:
+        raise TypeError(
+            f"@tool {name}: {params[0].name!r} would be a parameter the model fills in; use "
+            f"@tool on a function, or make a tool of a bound method: tool(instance.{name})"
+        )
     takes_context = bool(params) and hints.get(params[0].name) is ToolContext
     described = {p.arg_name: p.description for p in doc.params if p.description}
     fields: dict[str, Any] = {}
@@ -473,7 +494,7 @@ def tool(
     dicts, dataclasses, TypedDicts and pydantic models. A first parameter annotated
     :class:`ToolContext` is not shown to the model; it receives the calling agent's name,
     the run id, the current span and a ``send`` method. Raise
-    :class:`~runtime.errors.ToolError` to return an ``is_error`` result on purpose; any other
+    :class:`orchestrace.ToolError` to return an ``is_error`` result on purpose; any other
     exception is also returned to the model as an error result and recorded on the span.
 
     Raises ``TypeError`` at decoration time for a signature that cannot be described to a

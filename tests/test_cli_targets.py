@@ -101,6 +101,9 @@ def make_agent():
 
 def make_nothing():
     return 3
+
+def make_sized(size, *more, name="sized", **options):
+    return Team(name, [Agent("lead", task="t", script=echo("sized: "))] * size)
 """
 )
 
@@ -250,10 +253,20 @@ def test_a_file_that_is_not_python(tmp_path: Path, orchestrace_run) -> None:
 
 
 def test_a_file_with_no_team(tmp_path: Path, orchestrace_run) -> None:
-    path = write(tmp_path, "no_team.py", TEAMS + 'agent = Agent("a", task="t")\n')
+    path = write(tmp_path, "no_team.py", TEAMS + "count = 3\n")
     message = one_line_error(orchestrace_run(str(path)))
     assert message.startswith(f"{path} defines no Team: add `team = Team(...)` at module level")
     assert f"{path}:NAME" in message
+
+
+def test_a_file_with_agents_only_names_them(tmp_path: Path, orchestrace_run) -> None:
+    path = write(
+        tmp_path, "agents.py", TEAMS + 'a = Agent("a", task="t")\nb = Agent("b", task="t")\n'
+    )
+    assert one_line_error(orchestrace_run(str(path))) == (
+        f"{path} defines no Team, only agents (a, b): run one alone as {path}:a, or add "
+        "`team = Team(...)` at module level"
+    )
 
 
 def test_a_file_with_two_teams_and_no_name(tmp_path: Path, orchestrace_run) -> None:
@@ -273,9 +286,14 @@ def test_a_name_the_file_does_not_define(tmp_path: Path, orchestrace_run) -> Non
 @pytest.mark.parametrize(
     ("name", "problem"),
     [
-        ("count", "{ref}:count is int, not a Team (or a function returning one)"),
-        ("make_nothing", "{ref}:make_nothing() returned int, not a Team"),
-        ("Team", "{ref}:Team is type, not a Team (or a function returning one)"),
+        ("count", "{ref}:count is int, not a Team or an Agent (or a function returning one)"),
+        ("make_nothing", "{ref}:make_nothing() returned int, not a Team or an Agent"),
+        ("Team", "{ref}:Team is type, not a Team or an Agent (or a function returning one)"),
+        (
+            "make_sized",
+            "{ref}:make_sized takes arguments (size); orchestrace run calls it with none: give "
+            "them defaults, or name a Team, an Agent or a function of no arguments",
+        ),
     ],
 )
 def test_a_name_that_is_not_a_team(
