@@ -618,6 +618,10 @@ class RunTelemetry:
         except BaseException as exc:
             error_type = _error_type(exc)
             _fail(span, exc, error_type)
+            if self.latest and call.response_model is None:
+                # The latest conventions: a finish reason expected but never received
+                # (the call failed, was cancelled, or its stream broke) is reported as error.
+                span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, ("error",))
             raise
         finally:
             ended = _clock()
