@@ -247,6 +247,19 @@ async def test_the_layouts_differ_only_where_the_conventions_renamed(
     default_only = {"gen_ai.conversation.id", "gen_ai.agent.id"}
     latest_only = {sc.RUN_ID, sc.GEN_AI_INVOCATION_IS_NESTED}
     if latest:
+        # an agent's span totals its own calls' tokens (not its helpers')
+        for agent in traced.named("invoke_agent "):
+            own = [
+                s
+                for s in traced.named("chat ")
+                if s.parent is not None and s.parent.span_id == agent.context.span_id
+            ]
+            assert (agent.attributes or {})["gen_ai.usage.input_tokens"] == sum(
+                int((s.attributes or {}).get("gen_ai.usage.input_tokens", 0)) for s in own
+            ), agent.name
+        assert any(
+            (a.attributes or {})["gen_ai.usage.input_tokens"] for a in traced.named("invoke_agent ")
+        )
         assert latest_only <= keys
         assert not default_only & keys
         assert "gen_ai.client.operation.duration" not in names
