@@ -720,6 +720,12 @@ class RunTelemetry:
             return
         if self.latest:
             self._record_token_counters(call, model, call.response_model)
+            ins.inference_operation_input_tokens.record(
+                call.usage[sc.TOKEN_TYPE_INPUT], attrs, context=ctx
+            )
+            ins.inference_operation_output_tokens.record(
+                call.usage[sc.TOKEN_TYPE_OUTPUT], attrs, context=ctx
+            )
         else:
             for token_type in (sc.TOKEN_TYPE_INPUT, sc.TOKEN_TYPE_OUTPUT):
                 ins.token_usage.record(
