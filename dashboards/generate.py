@@ -191,6 +191,8 @@ TIME_TO_FIRST_CHUNK = replace(
 TOKENS = METRICS[sc.METRIC_TOKEN_USAGE]
 INPUT_TOKENS = METRICS[sc.METRIC_INFERENCE_INPUT_TOKENS]
 OUTPUT_TOKENS = METRICS[sc.METRIC_INFERENCE_OUTPUT_TOKENS]
+INPUT_PER_CALL = METRICS[sc.METRIC_INFERENCE_OPERATION_INPUT_TOKENS]
+OUTPUT_PER_CALL = METRICS[sc.METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS]
 CACHE_READ_TOKENS = METRICS[sc.METRIC_INFERENCE_CACHE_READ_TOKENS]
 CACHE_WRITE_TOKENS = METRICS[sc.METRIC_INFERENCE_CACHE_WRITE_TOKENS]
 CACHE_TOKENS = METRICS[sc.METRIC_CACHE_TOKENS]
@@ -529,12 +531,24 @@ def overview() -> model.Dashboard:
         .with_panel(
             graph(
                 "Tokens per call p50 / p95 by type",
-                "gen_ai.client.token.usage quantiles (the GenAI semconv buckets).",
+                "gen_ai.client.token.usage quantiles (with the latest conventions "
+                "gen_ai.client.inference.operation.{input,output}_tokens; the GenAI semconv "
+                "buckets).",
                 "short",
                 [
                     promql(
                         chr(ord("A") + i),
-                        quantile(q, TOKENS, SERVICE_MODEL, [TOKEN_TYPE]),
+                        either(
+                            quantile(q, TOKENS, SERVICE_MODEL, [TOKEN_TYPE]),
+                            *(
+                                f"label_replace({quantile(q, metric, SERVICE_MODEL, [])}, "
+                                f'"{TOKEN_TYPE}", "{kind}", "{TOKEN_TYPE}", "")'
+                                for metric, kind in (
+                                    (INPUT_PER_CALL, sc.TOKEN_TYPE_INPUT),
+                                    (OUTPUT_PER_CALL, sc.TOKEN_TYPE_OUTPUT),
+                                )
+                            ),
+                        ),
                         f"p{round(q * 100)} {{{{{TOKEN_TYPE}}}}}",
                     )
                     for i, q in enumerate(QUANTILES[:2])

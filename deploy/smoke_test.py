@@ -46,10 +46,14 @@ ALERTS_FILE: Final = ROOT / "deploy" / "alerts.yml"
 DATASOURCES_FILE: Final = ROOT / "dashboards" / "provisioning" / "datasources" / "datasources.yaml"
 DASHBOARDS_DIR: Final = ROOT / "dashboards" / "json"
 
-#: The GenAI metrics every model call records (Prometheus names; see dashboards/generate.py).
+#: The GenAI metrics every model call records (Prometheus names; see dashboards/generate.py),
+#: each in the default layout or the latest conventions' (OTEL_SEMCONV_STABILITY_OPT_IN).
 GENAI_METRICS: Final = (
-    "gen_ai_client_operation_duration_seconds_count",
-    "gen_ai_client_token_usage_count",
+    (
+        "gen_ai_client_operation_duration_seconds_count",
+        "gen_ai_client_inference_duration_seconds_count",
+    ),
+    ("gen_ai_client_token_usage_count", "gen_ai_client_inference_usage_input_tokens_total"),
 )
 #: What is expected when the repository's files are not beside this script.
 DEFAULT_DATASOURCES: Final = ("prometheus", "jaeger", "alertmanager")
@@ -220,8 +224,9 @@ def check_trace(jaeger: str, run: Run, deadline: float) -> str:
 def check_metrics(prometheus: str, service: str, run: Run | None, deadline: float) -> str:
     def look() -> str:
         found = []
-        for name in GENAI_METRICS:
-            expr = f'max(timestamp({name}{{job="{service}"}}))'
+        for layouts in GENAI_METRICS:
+            name = " or ".join(layouts)
+            expr = f'max(timestamp({{__name__=~"{"|".join(layouts)}", job="{service}"}}))'
             url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
             answer = get_json(url)
             result = answer.get("data", {}).get("result", [])
@@ -230,7 +235,7 @@ def check_metrics(prometheus: str, service: str, run: Run | None, deadline: floa
             newest = float(result[0]["value"][1])
             if run is not None and run.started is not None and newest < run.started - 1:
                 raise NotYet(f"{name}: no sample since the run started (newest {newest:.0f})")
-            found.append(name.removesuffix("_count"))
+            found.append(" or ".join(n.removesuffix("_count") for n in layouts))
         return f"{', '.join(found)} for job={service}" + (
             ", sampled since the run started" if run is not None and run.started else ""
         )

@@ -331,6 +331,18 @@ class Instruments:
             "start of the model call.",
             explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
         )
+        self.inference_operation_input_tokens = self._histogram(
+            sc.METRIC_INFERENCE_OPERATION_INPUT_TOKENS,
+            unit="{token}",
+            description="The number of input (prompt) tokens used per inference operation.",
+            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+        )
+        self.inference_operation_output_tokens = self._histogram(
+            sc.METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS,
+            unit="{token}",
+            description="The number of output (completion) tokens used per inference operation.",
+            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+        )
         usage_keys = (*CHAT_KEYS, sc.GEN_AI_TOKEN_MODALITY)
         self.inference_input_tokens = Tally(
             meter,

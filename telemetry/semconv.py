@@ -178,6 +178,9 @@ METRIC_INFERENCE_DURATION: Final = "gen_ai.client.inference.duration"
 METRIC_INFERENCE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.inference.time_to_first_chunk"
 METRIC_INFERENCE_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.input_tokens"
 METRIC_INFERENCE_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.output_tokens"
+#: Latest conventions: tokens per answered call (what gen_ai.client.token.usage was).
+METRIC_INFERENCE_OPERATION_INPUT_TOKENS: Final = "gen_ai.client.inference.operation.input_tokens"
+METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS: Final = "gen_ai.client.inference.operation.output_tokens"
 METRIC_INFERENCE_CACHE_READ_TOKENS: Final = "gen_ai.client.inference.usage.cache_read.input_tokens"
 METRIC_INFERENCE_CACHE_WRITE_TOKENS: Final = (
     "gen_ai.client.inference.usage.cache_write.input_tokens"

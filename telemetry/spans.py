@@ -268,6 +268,9 @@ class AgentSpan:
     #: Model calls and tool calls this agent made (``gen_ai.invoke_agent.*_calls``).
     inference_calls: int = 0
     tool_calls: int = 0
+    #: Tokens of this agent's own answered model calls (latest conventions: set on the span).
+    input_tokens: int = 0
+    output_tokens: int = 0
     #: error.type of an abnormal end (``gen_ai.invocation.duration``), set by :meth:`finish`.
     error_type: str | None = None
 
@@ -533,7 +536,17 @@ class RunTelemetry:
         started = time.perf_counter()
         try:
             with _Active(span, end=True):
-                yield handle
+                try:
+                    yield handle
+                finally:
+                    if self.latest:
+                        # Its own calls only: a helper's tokens are on the helper's span.
+                        span.set_attributes(
+                            {
+                                sc.GEN_AI_USAGE_INPUT_TOKENS: handle.input_tokens,
+                                sc.GEN_AI_USAGE_OUTPUT_TOKENS: handle.output_tokens,
+                            }
+                        )
         finally:
             _current_agent.reset(token)
             self._record_agent_metrics(handle, role, model, time.perf_counter() - started)
@@ -618,6 +631,10 @@ class RunTelemetry:
         except BaseException as exc:
             error_type = _error_type(exc)
             _fail(span, exc, error_type)
+            if self.latest and call.response_model is None:
+                # The latest conventions: a finish reason expected but never received
+                # (the call failed, was cancelled, or its stream broke) is reported as error.
+                span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, ("error",))
             raise
         finally:
             ended = _clock()
@@ -631,6 +648,9 @@ class RunTelemetry:
             self._record_chat_metrics(
                 span, call, model, role, time.perf_counter() - started, error_type
             )
+            if owner is not None and call.usage:
+                owner.input_tokens += call.usage[sc.TOKEN_TYPE_INPUT]
+                owner.output_tokens += call.usage[sc.TOKEN_TYPE_OUTPUT]
             if state.first_token is not None:
                 self._record_stream_metrics(
                     span,
@@ -700,6 +720,12 @@ class RunTelemetry:
             return
         if self.latest:
             self._record_token_counters(call, model, call.response_model)
+            ins.inference_operation_input_tokens.record(
+                call.usage[sc.TOKEN_TYPE_INPUT], attrs, context=ctx
+            )
+            ins.inference_operation_output_tokens.record(
+                call.usage[sc.TOKEN_TYPE_OUTPUT], attrs, context=ctx
+            )
         else:
             for token_type in (sc.TOKEN_TYPE_INPUT, sc.TOKEN_TYPE_OUTPUT):
                 ins.token_usage.record(

@@ -117,6 +117,25 @@ def test_every_instrument_is_on_the_overview(generator: ModuleType) -> None:
         assert re.search(rf"\b{metric.name}(_bucket|_sum|_count)?\b", exprs), metric.otel_name
 
 
+def test_the_readme_lists_every_metric_and_no_other(generator: ModuleType) -> None:
+    """Each metric's OpenTelemetry and Prometheus names are in the README, and every
+    Prometheus-looking name the README mentions is one orchestrace emits."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quoted = set(re.findall(r"`([A-Za-z_.{}]+)`", readme))
+    emitted = {m.name for m in generator.METRICS.values()}
+    for metric in generator.METRICS.values():
+        assert metric.otel_name in quoted, metric.otel_name
+        assert metric.name in quoted, metric.name
+    mentioned = {
+        re.sub(r"_(bucket|sum|count)$", "", q)
+        for q in quoted
+        if re.fullmatch(r"(gen_ai|orchestrace)_[a-z_]+", q)
+        and not q.startswith("orchestrace_layout")
+    }
+    labels = {"gen_ai_request_model", "gen_ai_operation_name", "gen_ai_token_type"}
+    assert mentioned - labels <= emitted, mentioned - labels - emitted
+
+
 # --- data sources -----------------------------------------------------------------------------
 def _datasource_refs(board: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for panel in panels(board):

@@ -247,6 +247,19 @@ async def test_the_layouts_differ_only_where_the_conventions_renamed(
     default_only = {"gen_ai.conversation.id", "gen_ai.agent.id"}
     latest_only = {sc.RUN_ID, sc.GEN_AI_INVOCATION_IS_NESTED}
     if latest:
+        # an agent's span totals its own calls' tokens (not its helpers')
+        for agent in traced.named("invoke_agent "):
+            own = [
+                s
+                for s in traced.named("chat ")
+                if s.parent is not None and s.parent.span_id == agent.context.span_id
+            ]
+            assert (agent.attributes or {})["gen_ai.usage.input_tokens"] == sum(
+                int((s.attributes or {}).get("gen_ai.usage.input_tokens", 0)) for s in own
+            ), agent.name
+        assert any(
+            (a.attributes or {})["gen_ai.usage.input_tokens"] for a in traced.named("invoke_agent ")
+        )
         assert latest_only <= keys
         assert not default_only & keys
         assert "gen_ai.client.operation.duration" not in names
@@ -294,3 +307,75 @@ def test_the_registries_are_the_vendored_files() -> None:
     assert "gen_ai.token.type" in V141.attributes
     assert "gen_ai.token.type" not in CURRENT.attributes
     assert "error.type" in CURRENT.attributes
+
+
+# --- spans against the span definitions (genai/gen-ai/spans.yaml) -----------------------------
+SPANS_MODEL = yaml.safe_load(
+    (REGISTRY / "genai" / "gen-ai" / "spans.yaml").read_text(encoding="utf-8")
+)
+#: The registry's span type for each operation orchestrace records.
+SPAN_TYPES = {
+    "chat": "gen_ai.client.inference",
+    "invoke_agent": "gen_ai.invocation.internal",
+    "invoke_workflow": "gen_ai.invocation.internal",
+    "execute_tool": "gen_ai.execute_tool.internal",
+}
+
+
+def _required(
+    attributes: list[dict[str, Any]], groups: dict[str, list[dict[str, Any]]]
+) -> set[str]:
+    """Keys with requirement_level ``required``, through ref_groups; a later ref of the same
+    key (a span's own override) wins over a group's."""
+    levels: dict[str, object] = {}
+    for item in attributes:
+        if "ref_group" in item:
+            for key in _required(groups[item["ref_group"]], groups):
+                levels.setdefault(key, "required")
+        elif "requirement_level" in item:
+            levels[item["ref"]] = item["requirement_level"]
+    return {key for key, level in levels.items() if level == "required"}
+
+
+def span_definitions() -> dict[str, tuple[str, set[str]]]:
+    """Span type → (kind, required attribute keys)."""
+    groups = {g["id"]: g["attributes"] for g in SPANS_MODEL["attribute_groups"]}
+    return {
+        span["type"]: (span["kind"], _required(span["attributes"], groups))
+        for span in SPANS_MODEL["spans"]
+    }
+
+
+def expected_name(attributes: Mapping[str, Any]) -> str:
+    """The span name the registry gives each span type."""
+    op = attributes["gen_ai.operation.name"]
+    target = (
+        {
+            "chat": attributes.get("gen_ai.request.model"),
+            "execute_tool": attributes.get("gen_ai.tool.name"),
+        }.get(op)
+        or attributes.get("gen_ai.workflow.name")
+        or attributes.get("gen_ai.agent.name")
+    )
+    return f"{op} {target}" if target else op
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_gen_ai_spans_have_the_registry_s_name_kind_and_required_attributes(
+    traced: Traced, latest: bool
+) -> None:
+    await run_all(traced)
+    definitions = span_definitions()
+    checked = set()
+    for span in traced.spans:
+        attributes = dict(span.attributes or {})
+        op = attributes.get("gen_ai.operation.name")
+        if op is None:
+            continue
+        kind, required = definitions[SPAN_TYPES[op]]
+        assert span.kind.name.lower() == kind, span.name
+        assert span.name == expected_name(attributes)
+        assert required <= set(attributes), (span.name, required - set(attributes))
+        checked.add(op)
+    assert checked == set(SPAN_TYPES)

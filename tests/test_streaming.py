@@ -352,6 +352,34 @@ async def test_overloaded_on_every_attempt_crashes_the_agent_alike(
 
 
 @pytest.mark.asyncio
+async def test_a_failed_call_in_the_latest_conventions(
+    api: FakeMessagesAPI, traced: Traced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental: a stream that never
+    finished reports the finish reason ``error``; the inference metrics and the agent's
+    invocation carry error.type."""
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
+    for _ in range(3):
+        api.enqueue(StreamReply(ANSWER_TURN, cut="error", after=4))
+    result = await run_a(traced, model_for(api, traced), stream=True)
+    assert (result.state, result.reason) == (AgentState.CRASHED, "OverloadedError")
+    (chat,) = traced.named("chat ")
+    assert attrs(chat)["gen_ai.response.finish_reasons"] == ("error",)
+    found = histograms(traced)
+    assert "gen_ai.client.operation.duration" not in found
+    [(call, _, _)] = found["gen_ai.client.inference.duration"]
+    [(first, _, _)] = found["gen_ai.client.inference.time_to_first_chunk"]
+    assert call["error.type"] == first["error.type"] == "529"
+    [(agent, count, _)] = found["gen_ai.invocation.duration"]
+    assert (agent["gen_ai.operation.name"], agent["error.type"], count) == (
+        "invoke_agent",
+        "529",  # as on its span: the HTTP status the API gives the error
+        1,
+    )
+    assert [p[1:] for p in found["gen_ai.invoke_agent.inference_calls"]] == [(1, 1.0)]
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 async def test_a_dropped_connection_is_retried_as_a_connection_error(
     api: FakeMessagesAPI, traced: Traced, stream: bool
