@@ -445,7 +445,7 @@ SEMCONV_OPT_IN: Final = _add(
         "",
         OnBad.WARN,
         "gen_ai_latest_experimental switches spans and metrics to the latest GenAI "
-        'conventions (README, "GenAI conventions")',
+        'conventions (README: "The GenAI semantic conventions")',
         default_text="unset (the default layout)",
         bad_text="none is bad (names it does not know are ignored, as OpenTelemetry specifies)",
     )
