@@ -554,9 +554,19 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _replace_unencodable(stream: TextIO) -> None:
+    """A terminal that cannot encode some character (``LANG=C``, ``PYTHONIOENCODING=ascii``)
+    gets ``?`` for it instead of a UnicodeEncodeError."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and (stream.errors or "strict") == "strict":
+        reconfigure(errors="replace")
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``orchestrace`` console script."""
     args = build_parser().parse_args(argv)
+    if out is None:
+        _replace_unencodable(sys.stdout)
     stream = out if out is not None else sys.stdout
     tune_process()
     try:
@@ -565,6 +575,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if args.command == "profile":
             return cmd_profile(args, stream)
         return cmd_summary(args, stream)
+    except KeyboardInterrupt:
+        # Ctrl-C while summary or profile reads or prints (a run handles SIGINT itself,
+        # except while it loads): the conventional 128 + SIGINT, no traceback.
+        return 128 + _SIGNALS["SIGINT"]
     except BrokenPipeError:
         # The reader went away (`orchestrace profile FILE | head`): end quietly, and keep
         # Python from complaining again when it flushes stdout at exit.
