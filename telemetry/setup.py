@@ -410,19 +410,20 @@ def setup_telemetry(
                 closers.append(close)
                 metric_labels.append("metrics:prometheus")
         span_exporters: list[tuple[SpanExporter, str]] = []
-        # The file goes first: shutdown flushes processors in order, so a stalled collector
-        # later in the list cannot keep spans from reaching the file.
-        if spans_file is not None:
-            # Appended, line by line under a lock: two runs in one folder keep both their
-            # spans.
-            span_exporters.append(
-                (OTLPJsonLinesExporter(spans_file, append=True), f"file:{spans_file}")
-            )
         for name in trace_names:
             if name == "otlp":
                 span_exporters.append((otlp_span_exporter(), f"otlp/{_protocol('traces')}"))
             else:
                 span_exporters.append((ConsoleSpanExporter(out=sys.stderr), "console"))
+        # The file is opened last (nothing else can fail after it: no empty spans file)
+        # and goes first: shutdown flushes processors in order, so a stalled collector
+        # later in the list cannot keep spans from reaching the file.
+        if spans_file is not None:
+            # Appended, line by line under a lock: two runs in one folder keep both their
+            # spans.
+            span_exporters.insert(
+                0, (OTLPJsonLinesExporter(spans_file, append=True), f"file:{spans_file}")
+            )
     except BaseException:
         close_all()
         raise
