@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from support import no_global_providers
 
 import orchestrace
 from orchestrace import Agent, Team
@@ -25,7 +26,8 @@ CLI = [sys.executable, "-m", "runtime.cli"]
 def spans_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("run") / "spans.jsonl"
     lead = Agent("lead", "x", task="go", script=[Reply.call("sleep", seconds=0), Reply.say("ok")])
-    orchestrace.run_sync(Team("t", [lead]), offline=True, spans_file=path)
+    with no_global_providers():
+        orchestrace.run_sync(Team("t", [lead]), offline=True, spans_file=path)
     return path
 
 
