@@ -75,7 +75,8 @@ exit status:
   max_tokens, a crash: "run incomplete: ..." says which) or your module raised while
   loading (its traceback is shown); 2 bad arguments, no such file or team, or a team that
   cannot run offline; 130 / 143 / 129 after SIGINT / SIGTERM / SIGHUP (the run's spans
-  are flushed and its summary so far printed)
+  are flushed and its summary so far printed; 130 also after Ctrl-C while the exit waits
+  on a collector, with the summary printed)
 """
 )
 
@@ -413,6 +414,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     if result is None:
         return 128 + _SIGNALS[run.interrupted or "SIGINT"]
+    if telemetry.interrupted:  # Ctrl-C while the exit waited on a collector
+        return 128 + _SIGNALS["SIGINT"]
     lead = result
     if lead.state is AgentState.DONE and lead.reason == "end_turn":
         return 0

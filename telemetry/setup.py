@@ -191,6 +191,8 @@ class Telemetry:
     #: even if a stalled export completes after the deadline).
     _dropped_reported: dict[int, int] = field(default_factory=dict)
     _counts_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Set when Ctrl-C (SIGINT) ended :meth:`shutdown`'s wait on the exporters.
+    interrupted: bool = False
 
     def pipeline_counts(self) -> PipelineCounts:
         """Spans ended; per exporter, spans exported, failed and dropped; metric points.
@@ -264,7 +266,9 @@ class Telemetry:
         (One request that takes longer than ``timeout`` looks like a stall.) The last part
         of ``timeout`` (a quarter, at most 1 s) is kept for the metrics' final export.
         Shutdown runs in daemon threads that are abandoned when it gives up; ``clock``
-        measures the waits (tests move it). Returns True if everything shut down in time.
+        measures the waits (tests move it). Ctrl-C during the wait ends it (sets
+        :attr:`interrupted`; no KeyboardInterrupt escapes). Returns True if everything shut
+        down in time.
         """
         if self._shut:
             return True
@@ -302,16 +306,24 @@ class Telemetry:
             target=_stop_traces, name="orchestrace-telemetry-shutdown-traces", daemon=True
         )
         traces.start()
-        while True:
-            traces.join(_POLL_SECONDS)
-            if not traces.is_alive():
-                break
-            now, exported = clock(), self.exported()
-            if exported != progress:
-                progress, last_progress = exported, now
-            if now - last_progress >= timeout - reserve or now - start >= ceiling - reserve:
-                self._traces_abandoned.set()
-                break
+        try:
+            while True:
+                traces.join(_POLL_SECONDS)
+                if not traces.is_alive():
+                    break
+                now, exported = clock(), self.exported()
+                if exported != progress:
+                    progress, last_progress = exported, now
+                if now - last_progress >= timeout - reserve or now - start >= ceiling - reserve:
+                    self._traces_abandoned.set()
+                    break
+        except KeyboardInterrupt:
+            # Ctrl-C while the exit waits on a collector: stop waiting, keep what the
+            # spans file has, and let the caller print the summary.
+            self.interrupted = True
+            self._traces_abandoned.set()
+            log.warning("telemetry export interrupted (SIGINT); spans still queued dropped")
+            return False
         metrics = threading.Thread(
             target=_stop_metrics, name="orchestrace-telemetry-shutdown-metrics", daemon=True
         )

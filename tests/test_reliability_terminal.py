@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import termios
@@ -104,3 +105,41 @@ def test_a_run_on_an_ascii_terminal_prints_its_summary(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert b"Traceback" not in proc.stderr
     assert b"Run spawn ? trace " in proc.stdout  # "·" replaced, the summary printed
+
+
+def test_ctrl_c_while_the_exit_waits_on_a_collector_still_prints_the_summary(
+    tmp_path: Path,
+) -> None:
+    collector = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    collector.settimeout(120)  # a hang detector only: the connection comes in a second
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OTEL_"))}
+    env |= {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.getsockname()[1]}",
+        "OTEL_BSP_SCHEDULE_DELAY": str(10**9),  # the first export is the exit's
+        "ORCHESTRACE_SHUTDOWN_TIMEOUT": "600",
+    }
+    proc = subprocess.Popen(
+        [*CLI, "run", "spawn", "--quiet", "--time-scale", "0", "--latency", "0"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        connection, _ = collector.accept()  # the exit is sending its spans: it waits
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        connection.close()
+    finally:
+        collector.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    assert b"Run spawn" in out  # the summary
+    assert b"telemetry: otlp/http/protobuf: 0 of " in out  # what was not sent
+    assert (tmp_path / "orchestrace-spans.jsonl").stat().st_size > 0

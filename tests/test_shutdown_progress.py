@@ -183,3 +183,24 @@ def test_a_receiver_that_stops_answering_is_given_up_after_the_timeout(
     assert 0.3 <= waited < 60  # gave up on the timeout (0.5 s), nowhere near the ceiling
     (problem,) = telemetry.export_problems()
     assert f"{2 * BATCH} of {SPANS} spans exported" in problem
+
+
+def test_ctrl_c_while_waiting_ends_the_wait_without_raising(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, receivers: list[SlowReceiver]
+) -> None:
+    receivers.append(receiver := SlowReceiver(clock, seconds=0, answer=0))  # a black hole
+    telemetry = _telemetry(monkeypatch, receiver)
+    reads = 0
+
+    def interrupted_clock() -> float:
+        nonlocal reads
+        reads += 1
+        if reads == 3:  # inside the wait (the first read is its start)
+            raise KeyboardInterrupt
+        return clock()
+
+    assert not telemetry.shutdown(1000, ceiling=1000, clock=interrupted_clock)
+    assert telemetry.interrupted
+    assert reads == 3
+    (problem,) = telemetry.export_problems()
+    assert f"0 of {SPANS} spans exported" in problem
