@@ -79,7 +79,8 @@ exit status:
   max_tokens, a crash: "run incomplete: ..." says which) or your module raised while
   loading (its traceback is shown); 2 bad arguments, no such file or team, no task for
   the lead, or a team that cannot run offline; 130 / 143 / 129 after SIGINT / SIGTERM /
-  SIGHUP (the run's spans are flushed and its summary so far printed)
+  SIGHUP (the run's spans are flushed and its summary so far printed; 130 also after
+  Ctrl-C while the exit waits on a collector, with the summary printed)
 """
 )
 
@@ -510,6 +511,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     if result is None:
         return 128 + _SIGNALS[run.interrupted or "SIGINT"]
+    if telemetry.interrupted:  # Ctrl-C while the exit waited on a collector
+        return 128 + _SIGNALS["SIGINT"]
     lead = result
     if lead.state is AgentState.DONE and lead.reason == "end_turn":
         return 0
@@ -813,9 +816,19 @@ def cmd_profile(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _replace_unencodable(stream: TextIO) -> None:
+    """A terminal that cannot encode some character (``LANG=C``, ``PYTHONIOENCODING=ascii``)
+    gets ``?`` for it instead of a UnicodeEncodeError."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and (stream.errors or "strict") == "strict":
+        reconfigure(errors="replace")
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``orchestrace`` console script."""
     args = build_parser().parse_args(argv)
+    if out is None:
+        _replace_unencodable(sys.stdout)
     stream = out if out is not None else sys.stdout
     tune_process()
     try:
@@ -826,6 +839,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if args.command == "worker":
             return cmd_worker(args, stream)
         return cmd_summary(args, stream)
+    except KeyboardInterrupt:
+        # Ctrl-C while summary or profile reads or prints (a run handles SIGINT itself,
+        # except while it loads): the conventional 128 + SIGINT, no traceback.
+        return 128 + _SIGNALS["SIGINT"]
     except BrokenPipeError:
         # The reader went away (`orchestrace profile FILE | head`): end quietly, and keep
         # Python from complaining again when it flushes stdout at exit.

@@ -382,7 +382,7 @@ def checked_message(response: object) -> Message:
     if not isinstance(response, Message):
         raise MalformedResponseError(f"expected a message, got {type(response).__name__}")
     fields = compat.given_fields(response)
-    missing = [f for f in ("id", "model", "content", "usage") if f not in fields]
+    missing = [f for f in ("id", "model", "content", "usage") if fields.get(f) is None]
     if missing:
         raise MalformedResponseError(f"response lacks {', '.join(missing)}")
     if not isinstance(response.content, list):

@@ -25,16 +25,16 @@ from collections.abc import Callable, Mapping, Sequence
 from json.encoder import encode_basestring
 from typing import Any, Final
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
+
+from telemetry import compat
 
 log = logging.getLogger(__name__)
 
@@ -502,11 +502,7 @@ class OTLPJsonLinesExporter(SpanExporter):
 def _without(attributes: Attributes, keys: frozenset[str], dropped: int) -> Attributes:
     """``attributes`` minus ``keys``, keeping the SDK's dropped-attributes count."""
     kept = {k: v for k, v in (attributes or {}).items() if k not in keys}
-    if not dropped:
-        return kept
-    bounded = BoundedAttributes(attributes=kept)
-    bounded.dropped = dropped
-    return bounded
+    return compat.counted_attributes(kept, dropped)
 
 
 class _WrappingExporter(SpanExporter):
@@ -558,26 +554,24 @@ class RedactingSpanExporter(_WrappingExporter):
             for item in group
         ):
             return span
-        new_events: BoundedList[Event] = BoundedList(None)
-        new_events.extend(
+        new_events = compat.counted_list(
             [
                 Event(e.name, _without(e.attributes, keys, e.dropped_attributes), e.timestamp)
                 if self._has(e.attributes)
                 else e
                 for e in events
-            ]
+            ],
+            span.dropped_events,
         )
-        new_events.dropped = span.dropped_events
-        new_links: BoundedList[Link] = BoundedList(None)
-        new_links.extend(
+        new_links = compat.counted_list(
             [
                 Link(link.context, _without(link.attributes, keys, link.dropped_attributes))
                 if self._has(link.attributes)
                 else link
                 for link in links
-            ]
+            ],
+            span.dropped_links,
         )
-        new_links.dropped = span.dropped_links
         return ReadableSpan(
             name=span.name,
             context=span.context,
@@ -664,14 +658,10 @@ def count_drops(processor: BatchSpanProcessor, counter: CountingSpanExporter) ->
     has no such hook: drops are then known only once the processor has shut down (spans
     ended − exported − failed), which is what the exit report has always used.
     """
-    batch = getattr(processor, "_batch_processor", None)
-    hook = getattr(batch, "_metrics", None)
-    if batch is None or not all(
-        callable(getattr(hook, name, None))
-        for name in ("drop_items", "finish_items", "register_queue_size")
-    ):
+    hook = compat.batch_drop_hook(processor)
+    if hook is None:
         return False
-    batch._metrics = _DropHook(hook, counter)
+    compat.replace_batch_drop_hook(processor, _DropHook(hook, counter))
     return True
 
 
@@ -684,10 +674,8 @@ class CountingMetricExporter(MetricExporter):
     """
 
     def __init__(self, inner: MetricExporter, kind: str) -> None:
-        super().__init__(
-            preferred_temporality=getattr(inner, "_preferred_temporality", None),
-            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
-        )
+        temporality, aggregation = compat.metric_preferences(inner)
+        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
         self.inner = inner
         self.kind = kind
         self.exported = 0

@@ -61,11 +61,15 @@ _LIBRARY_PROCESSORS: tuple[structlog.types.Processor, ...] = (
 
 def _process(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
     """Run structlog's configured processors if the application (or the CLI) configured
-    structlog, else the library's own short chain (never structlog's stdout default)."""
+    structlog, else the library's own short chain (never structlog's stdout default).
+
+    Secrets are masked first, whatever chain follows: an application's own structlog
+    configuration knows nothing of orchestrace's redaction.
+    """
     processors = (
         structlog.get_config()["processors"] if structlog.is_configured() else _LIBRARY_PROCESSORS
     )
-    value: Any = event
+    value: Any = redact_event(logger, method, event)
     for processor in processors:
         value = processor(logger, method, value)
     return value

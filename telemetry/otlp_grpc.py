@@ -19,7 +19,8 @@ from telemetry.otlp_proto import FastEncoder
 
 
 class GrpcSpanExporter(SDKGrpcSpanExporter):
-    """The SDK's OTLP/gRPC span exporter with the fast encoder."""
+    """The SDK's OTLP/gRPC span exporter with the fast encoder: it overrides the SDK's
+    private ``_translate_data`` (:data:`telemetry.compat.GRPC_TRANSLATE`)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -16,52 +16,43 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from telemetry import compat
 from telemetry.otlp_proto import FastEncoder
 
-try:  # the SDK's own size check; private, so a later SDK may move it
-    from opentelemetry.exporter.otlp.proto.http._common import (
-        RequestPayloadTooLargeError,
-        _is_request_too_large,
-    )
-except ImportError:  # pragma: no cover - only with an SDK other than the tested one
-    _SIZE_CHECK = False
-else:
-    _SIZE_CHECK = True
-
 log = logging.getLogger(__name__)
-
-#: What the fast path uses of the SDK exporter's internals (checked on construction).
-_INTERNALS = ("_client", "_metrics", "_max_request_size", "_shutdown")
 
 
 class HttpSpanExporter(SDKHttpSpanExporter):
     """The SDK's OTLP/HTTP (protobuf) span exporter with the fast encoder.
 
     ``export`` mirrors the SDK's with the encoding swapped; if a future SDK lacks the
-    internals it relies on, every batch goes through the SDK's own ``export``.
+    internals it relies on (:mod:`telemetry.compat`), every batch goes through the SDK's
+    own ``export``.
     """
 
     def __init__(self, *, max_request_size: int | None = None) -> None:
         super().__init__(max_request_size=max_request_size)
         self.encoder = FastEncoder("OTLP/HTTP span exporter")
-        self.fast = _SIZE_CHECK and all(hasattr(self, name) for name in _INTERNALS)
+        self.fast = compat.http_fast_path(self)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Encode ``spans`` with the fast encoder and send them like the SDK does."""
-        if not self.fast or self._shutdown:
+        size_check = compat.http_size_check()
+        if not self.fast or size_check is None or self._shutdown:
             return super().export(spans)
         data = self.encoder.encode(spans)
         if data is None:
             return super().export(spans)
+        too_large_error, is_too_large = size_check
         with self._metrics.export_operation(len(spans)) as result:
-            if _is_request_too_large(data, self._max_request_size):
+            if is_too_large(data, self._max_request_size):
                 log.warning(
                     "Dropping span batch: serialized size %d bytes exceeds "
                     "max_request_size %d bytes.",
                     len(data),
                     self._max_request_size,
                 )
-                result.error = RequestPayloadTooLargeError(
+                result.error = too_large_error(
                     f"Serialized span request size {len(data)} bytes exceeds "
                     f"max_request_size {self._max_request_size} bytes."
                 )

@@ -1249,11 +1249,13 @@ def _read_in_parallel(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from telemetry.scan import scan_span_tree
+    from telemetry.scan import ignore_interrupts, scan_span_tree
 
     # "spawn": safe whatever threads the caller runs; the children import little.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(len(parts) - 1, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        len(parts) - 1, mp_context=context, initializer=ignore_interrupts
+    ) as pool:
         futures = [pool.submit(_read_part, path, a, b, trace_id) for a, b in parts[1:]]
         first, end = parts[0]
         runs.add_all(

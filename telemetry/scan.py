@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import stat
 import sys
 from collections.abc import Iterator, Mapping
@@ -68,6 +69,12 @@ def open_spans(path: str | os.PathLike[str], start: int = 0) -> Iterator[BinaryI
         if start:
             handle.seek(start)
         yield handle
+
+
+def ignore_interrupts() -> None:
+    """A reader's child process leaves Ctrl-C to its parent (which ends quietly): no
+    traceback from each child."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def splittable_size(path: str | os.PathLike[str]) -> int:

@@ -24,6 +24,7 @@ import enum
 import logging
 import math
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
@@ -306,11 +307,6 @@ for _name, _accepts, _doc in (
         "attributes of the run's resource",
     ),
     (
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "a URL, e.g. http://localhost:4317 (also _TRACES_ / _METRICS_ENDPOINT)",
-        "the OTLP receiver; setting it turns OTLP export on",
-    ),
-    (
         "OTEL_EXPORTER_OTLP_HEADERS",
         "key=value pairs separated by commas (also _TRACES_ / _METRICS_HEADERS)",
         "headers on every OTLP request (their values are masked in every error and log)",
@@ -329,6 +325,36 @@ for _name, _accepts, _doc in (
             "that answers nothing shows as failed exports after the summary",
         )
     )
+
+
+def _endpoint(text: str) -> str:
+    """A URL the exporters can parse: no blanks or control characters, a valid port, a
+    host after ``http://`` / ``https://``."""
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError(text)
+    parts = urllib.parse.urlsplit(text)  # ValueError for a broken IPv6 host
+    _ = parts.port  # ValueError for a port out of range or not a number
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise ValueError(text)
+    return text
+
+
+ENDPOINTS: Final = tuple(
+    _add(
+        Setting(
+            f"OTEL_EXPORTER_OTLP_{part}ENDPOINT",
+            _endpoint,
+            "a URL such as http://localhost:4317 (a host, a port from 0 to 65535, no spaces)",
+            "",
+            OnBad.EXIT,
+            f"the OTLP receiver{' of ' + part[:-1].lower() if part else ''}; setting it "
+            "turns OTLP export on (a receiver that does not answer shows as spans not "
+            "exported, after the summary)",
+            default_text="unset",
+        )
+    )
+    for part in ("", "TRACES_", "METRICS_")
+)
 
 # --- the batch span processor (one per exporter) -------------------------------------------
 

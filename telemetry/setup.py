@@ -64,6 +64,8 @@ SHUTDOWN_TIMEOUT_ENV: Final = settings.SHUTDOWN_TIMEOUT.name
 #: a stalled trace exporter cannot keep the final metrics export — which reports the spans
 #: it could not send — from running.
 METRICS_SHUTDOWN_RESERVE: Final = 1.0
+#: How often the exit looks at the exporters' progress while it waits on them.
+_POLL_SECONDS: Final = 0.05
 
 _OTLP_ENDPOINT_VARS: Final = {
     "traces": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
@@ -189,6 +191,8 @@ class Telemetry:
     #: even if a stalled export completes after the deadline).
     _dropped_reported: dict[int, int] = field(default_factory=dict)
     _counts_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Set when Ctrl-C (SIGINT) ended :meth:`shutdown`'s wait on the exporters.
+    interrupted: bool = False
 
     def pipeline_counts(self) -> PipelineCounts:
         """Spans ended; per exporter, spans exported, failed and dropped; metric points.
@@ -240,22 +244,43 @@ class Telemetry:
             log.warning("spans not exported: %s", problems[-1])
         return problems
 
-    def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush and shut down the providers; give up after ``timeout`` seconds.
+    def exported(self) -> int:
+        """Spans exported so far, summed over the span exporters: the exit's measure of
+        progress (failures are not progress: an erroring collector gets no more time)."""
+        return sum(c.exported for c in self.counters)
 
-        The spans file is flushed first. A collector that is unreachable or stalls cannot
-        hold the process: shutdown runs in a daemon thread that is abandoned at the
-        deadline. Returns True if everything shut down in time.
+    def shutdown(
+        self,
+        timeout: float | None = None,
+        *,
+        ceiling: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> bool:
+        """Flush and shut down the providers; give up on exporters that stop making progress.
+
+        The spans file is flushed first. The exit waits while the span exporters keep
+        exporting: it gives up ``timeout`` seconds (``ORCHESTRACE_SHUTDOWN_TIMEOUT``, 3)
+        after the last span exported — so an unreachable, erroring or stalled collector
+        holds the exit that long — and after ``ceiling`` seconds in all
+        (``ORCHESTRACE_SHUTDOWN_CEILING``, 60) even while a slow one keeps answering.
+        (One request that takes longer than ``timeout`` looks like a stall.) The last part
+        of ``timeout`` (a quarter, at most 1 s) is kept for the metrics' final export.
+        Shutdown runs in daemon threads that are abandoned when it gives up; ``clock``
+        measures the waits (tests move it). Ctrl-C during the wait ends it (sets
+        :attr:`interrupted`; no KeyboardInterrupt escapes). Returns True if everything shut
+        down in time.
         """
         if self._shut:
             return True
         self._shut = True
         if timeout is None:
             timeout = settings.SHUTDOWN_TIMEOUT.get()
-        deadline = time.monotonic() + timeout
-        # Spans get the deadline less a reserve; the metrics' final export, which carries
-        # the pipeline's own counts (spans dropped at this deadline included), gets the rest.
-        spans_deadline = deadline - min(METRICS_SHUTDOWN_RESERVE, timeout / 4)
+        if ceiling is None:
+            ceiling = settings.SHUTDOWN_CEILING.get()
+        ceiling = max(ceiling, timeout)
+        # The metrics' final export, which carries the pipeline's own counts (spans
+        # dropped at the spans' deadline included), gets a reserve after the spans.
+        reserve = min(METRICS_SHUTDOWN_RESERVE, timeout / 4)
 
         def _run(stop: Callable[[], object] | None) -> None:
             if stop is None:
@@ -269,26 +294,48 @@ class Telemetry:
             _run(getattr(self.tracer_provider, "shutdown", None))
             self._traces_flushed.set()
 
-        def _shutdown() -> None:
-            traces = threading.Thread(
-                target=_stop_traces, name="orchestrace-telemetry-shutdown-traces", daemon=True
-            )
-            traces.start()
-            traces.join(max(0.0, spans_deadline - time.monotonic()))
-            if traces.is_alive():
-                self._traces_abandoned.set()
+        def _stop_metrics() -> None:
             # queued histogram measurements reach the SDK before its final collection
             _run(functools.partial(close_instruments, self.meter_provider))
             for stop in [getattr(self.meter_provider, "shutdown", None), *self.closers]:
                 _run(stop)
 
-        worker = threading.Thread(
-            target=_shutdown, name="orchestrace-telemetry-shutdown", daemon=True
+        start = last_progress = clock()
+        progress = self.exported()
+        traces = threading.Thread(
+            target=_stop_traces, name="orchestrace-telemetry-shutdown-traces", daemon=True
         )
-        worker.start()
-        worker.join(max(0.0, deadline - time.monotonic()))
-        if worker.is_alive() or not self._traces_flushed.is_set():
-            log.warning("telemetry export did not finish within %.1fs; giving up", timeout)
+        traces.start()
+        try:
+            while True:
+                traces.join(_POLL_SECONDS)
+                if not traces.is_alive():
+                    break
+                now, exported = clock(), self.exported()
+                if exported != progress:
+                    progress, last_progress = exported, now
+                if now - last_progress >= timeout - reserve or now - start >= ceiling - reserve:
+                    self._traces_abandoned.set()
+                    break
+        except KeyboardInterrupt:
+            # Ctrl-C while the exit waits on a collector: stop waiting, keep what the
+            # spans file has, and let the caller print the summary.
+            self.interrupted = True
+            self._traces_abandoned.set()
+            log.warning("telemetry export interrupted (SIGINT); spans still queued dropped")
+            return False
+        metrics = threading.Thread(
+            target=_stop_metrics, name="orchestrace-telemetry-shutdown-metrics", daemon=True
+        )
+        metrics.start()
+        metrics.join(reserve if self._traces_abandoned.is_set() else max(reserve, timeout))
+        if metrics.is_alive() or not self._traces_flushed.is_set():
+            log.warning(
+                "telemetry export did not finish (%.1fs without progress, or %.1fs in all); "
+                "giving up",
+                timeout,
+                ceiling,
+            )
             return False
         return True
 
@@ -375,19 +422,20 @@ def setup_telemetry(
                 closers.append(close)
                 metric_labels.append("metrics:prometheus")
         span_exporters: list[tuple[SpanExporter, str]] = []
-        # The file goes first: shutdown flushes processors in order, so a stalled collector
-        # later in the list cannot keep spans from reaching the file.
-        if spans_file is not None:
-            # Appended, line by line under a lock: two runs in one folder keep both their
-            # spans.
-            span_exporters.append(
-                (OTLPJsonLinesExporter(spans_file, append=True), f"file:{spans_file}")
-            )
         for name in trace_names:
             if name == "otlp":
                 span_exporters.append((otlp_span_exporter(), f"otlp/{_protocol('traces')}"))
             else:
                 span_exporters.append((ConsoleSpanExporter(out=sys.stderr), "console"))
+        # The file is opened last (nothing else can fail after it: no empty spans file)
+        # and goes first: shutdown flushes processors in order, so a stalled collector
+        # later in the list cannot keep spans from reaching the file.
+        if spans_file is not None:
+            # Appended, line by line under a lock: two runs in one folder keep both their
+            # spans.
+            span_exporters.insert(
+                0, (OTLPJsonLinesExporter(spans_file, append=True), f"file:{spans_file}")
+            )
     except BaseException:
         close_all()
         raise

@@ -483,7 +483,7 @@ def summarize_file(
     last line cut short is skipped rather than an error, and what was left out (that line,
     spans read twice) is counted there.
     """
-    from telemetry.scan import scan_spans_file, split_lines, splittable_size
+    from telemetry.scan import ignore_interrupts, scan_spans_file, split_lines, splittable_size
 
     name = os.fspath(path)
     if workers is None:
@@ -502,7 +502,9 @@ def summarize_file(
     # "spawn": safe whatever threads the caller runs; the children import little.
     context = multiprocessing.get_context("spawn")
     try:
-        with ProcessPoolExecutor(len(parts), mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            len(parts), mp_context=context, initializer=ignore_interrupts
+        ) as pool:
             starts, ends = [a for a, _ in parts], [b for _, b in parts]
             builders = list(pool.map(_scan_part, [name] * len(parts), starts, ends))
         merged = builders[0]

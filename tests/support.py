@@ -9,12 +9,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import opentelemetry.metrics._internal as otel_metrics
+import pytest
 import structlog
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util._once import Once
 from structlog.testing import capture_logs
 
 from runtime.agent import RunConfig, RunContext
@@ -236,3 +240,16 @@ class Recorder:
             else:
                 texts += [str(b.get("content") or b.get("text")) for b in content]
         return texts
+
+
+@contextmanager
+def no_global_providers() -> Iterator[None]:
+    """No global tracer or meter provider while inside (the previous ones are put back):
+    ``orchestrace.run`` then sets telemetry up itself, writing its ``spans_file``, whatever
+    an earlier test left installed."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trace, "_TRACER_PROVIDER", None)
+        patch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+        patch.setattr(otel_metrics, "_METER_PROVIDER", None)
+        patch.setattr(otel_metrics, "_METER_PROVIDER_SET_ONCE", Once())
+        yield

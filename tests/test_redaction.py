@@ -148,6 +148,25 @@ def test_log_lines_are_masked(secret_env: None) -> None:
     assert stream.getvalue().count(MASK) == 2
 
 
+def test_an_applications_own_structlog_setup_still_gets_masked_lines(
+    secret_env: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    import structlog
+
+    from telemetry.logs import get_logger
+
+    # An application that configured structlog its own way, knowing nothing of redaction.
+    structlog.configure(processors=[structlog.processors.KeyValueRenderer()])
+    try:
+        with caplog.at_level(logging.ERROR, logger="orchestrace.test"):
+            get_logger("orchestrace.test").error("agent crashed", error=f"401 {KEY}")
+    finally:
+        structlog.reset_defaults()
+    assert "agent crashed" in caplog.text
+    assert KEY not in caplog.text
+    assert MASK in caplog.text
+
+
 def test_for_terminal_escapes_control_sequences() -> None:
     hostile = "a\x1b[2Jb\x1b]52;c;ZXZpbA==\x07c\x00d\u202eevil\u2066e\r\nnext"
     safe = for_terminal(hostile)

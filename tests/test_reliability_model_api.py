@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from anthropic.types import Message
 from fake_messages_api import FakeMessagesAPI, MessageReply, RawReply
-from support import Traced
+from support import Traced, no_global_providers
 
 from runtime.agent import AgentResult, AgentSpec, RunConfig, run_agent
 from runtime.hub import AgentState
@@ -374,12 +374,13 @@ async def test_a_negative_count_cannot_buy_more_tokens_than_the_cap(
     for _ in range(5):
         api.enqueue(_tool_use_message(input_tokens=first_input, output_tokens=20))
     model = AnthropicModel(base_url=api.url, api_key="sk-test-not-a-real-key", max_retries=0)
-    result = await orchestrace.run(
-        Agent("solo", "x", task="go"),
-        model=model,
-        limits=RunLimits(max_tokens_total=30),
-        spans_file=tmp_path / "spans.jsonl",
-    )
+    with no_global_providers():
+        result = await orchestrace.run(
+            Agent("solo", "x", task="go"),
+            model=model,
+            limits=RunLimits(max_tokens_total=30),
+            spans_file=tmp_path / "spans.jsonl",
+        )
     await model.close()
     # honest: 40 tokens cross the cap of 30, the next call is refused; a negative count
     # is a malformed response, so it never lowers what the run has used
@@ -403,7 +404,8 @@ async def test_the_live_summary_and_the_spans_file_summary_agree_on_any_count(
     api.enqueue(_usage_message(input_tokens=input_tokens))
     model = AnthropicModel(base_url=api.url, api_key="sk-test-not-a-real-key", max_retries=0)
     path = tmp_path / "spans.jsonl"
-    result = await orchestrace.run(Agent("solo", "x", task="go"), model=model, spans_file=path)
+    with no_global_providers():
+        result = await orchestrace.run(Agent("solo", "x", task="go"), model=model, spans_file=path)
     await model.close()
     assert result.lead.reason == reason
     assert result.summary is not None

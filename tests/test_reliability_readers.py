@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import no_global_providers
 
 import orchestrace
 from orchestrace import Agent, Team
@@ -38,9 +39,10 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
     """A spans file with two runs (first, then second), one line per exported batch."""
     path = tmp_path_factory.mktemp("runs") / "spans.jsonl"
     trace_ids = []
-    for name in ("first", "second"):
-        result = orchestrace.run_sync(_team(name), offline=True, spans_file=path)
-        trace_ids.append(result.trace_id)
+    with no_global_providers():
+        for name in ("first", "second"):
+            result = orchestrace.run_sync(_team(name), offline=True, spans_file=path)
+            trace_ids.append(result.trace_id)
     return path, trace_ids
 
 
