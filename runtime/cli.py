@@ -546,7 +546,10 @@ async def _run_on_broker(
         try:
             placement = BrokerPlacement(hub, await live_workers(client), probe.config)
             runs.append(make_run(hub, placement))
-            return await _run_interruptible(team, task, runs[0], started)
+            try:
+                return await _run_interruptible(team, task, runs[0], started)
+            finally:
+                await placement.close()
         finally:
             await hub.close()
     finally:

@@ -67,8 +67,10 @@ CREDS_ENV: Final = "NATS_CREDS"
 
 SUBJECT_ROOT: Final = "orchestrace"
 WORKERS_BUCKET: Final = "orchestrace-workers"
-#: How long an unacknowledged message waits before the broker offers it again.
-ACK_WAIT_SECONDS: Final = 30.0
+#: How long an unacknowledged message waits before the broker offers it again (a message
+#: fetched by a worker that died comes back after this; one waiting in a live worker's
+#: inbox is recognised by its id).
+ACK_WAIT_SECONDS: Final = 10.0
 #: How long a publish may keep failing (broker restarting) before the sender is told.
 PUBLISH_PATIENCE_SECONDS: Final = 30.0
 #: The broker keeps a run's messages and registry this long, then drops them.
@@ -321,6 +323,27 @@ class NatsHub(Hub):
         self._roles.pop(name, None)
         self.register(name, role)
         return True
+
+    def hosted_by(self, host: str) -> list[str]:
+        """The agents the registry says ``host`` runs and that have not ended."""
+        return [
+            name
+            for name, entry in self._entries.items()
+            if entry.get("host") == host and not self._states[name].ended
+        ]
+
+    def lost(self, name: str, reason: str) -> None:
+        """``name``'s host is gone: mark it crashed and take over its inbox here, so the
+        messages it never read (and any still coming) go back to their senders."""
+        if name in self._local or self.state(name).ended:
+            return
+        role = self._roles.get(name, "agent")
+        self._states.pop(name)
+        self.register(name, role)
+        self._set(name, AgentState.CRASHED)
+        self._write_entry(
+            name, {"state": AgentState.CRASHED, "finished": True, "reason": reason, "text": ""}
+        )
 
     def new_remote_name(self, prefix: str, role: str, host: str) -> str:
         """Register and return the next free ``{prefix}{n}`` as hosted by ``host``."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from nats.js.kv import KeyValue
 from opentelemetry.context import Context
 
 from runtime.agent import AgentResult, AgentSpec, RunConfig, RunContext, run_agent
+from runtime.errors import ConfigurationError
 from runtime.hub import AgentState
 from runtime.nats_hub import (
     WORKERS_BUCKET,
@@ -44,9 +47,26 @@ from telemetry.logs import get_logger
 
 log = get_logger("orchestrace.workers")
 
-#: A worker refreshes its entry this often; the bucket forgets it after WORKER_TTL.
-HEARTBEAT_SECONDS: Final = 2.0
-WORKER_TTL_SECONDS: Final = 10.0
+#: Seconds after its last heartbeat that a worker counts as gone (its agents crashed);
+#: it beats five times as often. Only the first worker to create the bucket sets it.
+WORKER_TTL_ENV: Final = "ORCHESTRACE_WORKER_TTL"
+DEFAULT_WORKER_TTL_SECONDS: Final = 10.0
+
+
+def worker_ttl() -> float:
+    """The worker TTL from ``ORCHESTRACE_WORKER_TTL`` (ConfigurationError if not > 0)."""
+    text = os.environ.get(WORKER_TTL_ENV, "").strip()
+    if not text:
+        return DEFAULT_WORKER_TTL_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise ConfigurationError(f"{WORKER_TTL_ENV} must be a number of seconds > 0, got {text!r}")
+    return value
+
+
 #: How long the lead waits for a worker to answer a join or start request.
 REQUEST_SECONDS: Final = 10.0
 
@@ -92,7 +112,7 @@ async def workers_bucket(client: Client) -> KeyValue:
     try:
         return await js.key_value(WORKERS_BUCKET)
     except nats.js.errors.BucketNotFoundError:
-        return await js.create_key_value(bucket=WORKERS_BUCKET, ttl=WORKER_TTL_SECONDS)
+        return await js.create_key_value(bucket=WORKERS_BUCKET, ttl=worker_ttl())
 
 
 async def live_workers(client: Client) -> list[WorkerInfo]:
@@ -137,6 +157,7 @@ class BrokerPlacement:
         self._joined: list[WorkerInfo] = []
         self._pinned: dict[str, str] = {}
         self._templates: set[str] = set()
+        self._watching: asyncio.Task[None] | None = None
 
     async def claim(self, team: Team) -> set[str]:
         """Ask every live worker of ``team`` to join the run; the members they pin."""
@@ -165,7 +186,37 @@ class BrokerPlacement:
             pinned.update(dict.fromkeys(mine, worker.id))
             self._templates.update(worker.templates)
         self._pinned = pinned
+        if self._joined:
+            self._watching = asyncio.get_running_loop().create_task(self._watch_workers())
         return set(pinned)
+
+    async def _watch_workers(self) -> None:
+        """Every heartbeat: a joined worker whose entry has expired is gone, and the agents
+        it ran have crashed (their unread messages go back to the senders)."""
+        bucket = await workers_bucket(self.hub.client)
+        status = await bucket.status()
+        period = (status.ttl or DEFAULT_WORKER_TTL_SECONDS) / 5
+        gone: set[str] = set()
+        while True:
+            await asyncio.sleep(period)
+            try:
+                alive = {w.id for w in await live_workers(self.hub.client)}
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
+                continue  # the broker itself is away: no verdict on the workers
+            for worker in self._joined:
+                if worker.id in alive or worker.id in gone:
+                    continue
+                gone.add(worker.id)
+                for name in self.hub.hosted_by(worker.id):
+                    log.warning("worker lost; its agent crashed", worker=worker.id, agent=name)
+                    self.hub.lost(name, "worker_lost")
+
+    async def close(self) -> None:
+        """Stop watching the workers."""
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
 
     def register(self, name: str, role: str) -> None:
         """Register claimed member ``name`` as hosted by its worker."""
@@ -372,8 +423,10 @@ class Worker:
             await asyncio.gather(heartbeat, *self._runs, return_exceptions=True)
 
     async def _heartbeat(self, bucket: KeyValue, key: str) -> None:
+        status = await bucket.status()
+        period = (status.ttl or DEFAULT_WORKER_TTL_SECONDS) / 5
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(period)
             with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, OSError):
                 await bucket.put(key, self.info.to_json())
 

@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ from telemetry.spans import RunTelemetry
 
 ROOT = Path(__file__).resolve().parent.parent
 RESEARCH = str(ROOT / "examples" / "research_team.py")
+TEAMS = str(ROOT / "tests" / "nats_teams.py")
 CLI = [sys.executable, "-m", "runtime.cli"]
 #: Hang detectors only: a healthy run takes a few seconds.
 PROCESS_SECONDS = 120
@@ -46,7 +49,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield running
 
 
-def _env(instance: str) -> dict[str, str]:
+def _env(instance: str, **more: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -57,6 +60,7 @@ def _env(instance: str) -> dict[str, str]:
         "OTEL_METRICS_EXPORTER": "none",
         # Which process wrote a span: the spans file keeps each span's resource.
         "OTEL_RESOURCE_ATTRIBUTES": f"service.instance.id={instance}",
+        **more,
     }
 
 
@@ -240,6 +244,66 @@ def test_spawned_helpers_run_on_the_workers_as_children_of_create_subagents(
         assert _process(helper) in {"worker1", "worker2"}
         assert helper.attributes["orchestrace.agent.state"] == "killed"
     assert _process(create) == "lead"
+
+
+def test_a_killed_worker_s_agent_crashes_and_its_unread_message_goes_back(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "napping"
+    # A one-second heartbeat TTL: set by the first process to create the workers bucket.
+    env = _env("worker1", NAP_MARKER=str(marker), ORCHESTRACE_WORKER_TTL="1")
+    with running_broker(tmp_path) as fresh:
+        worker = subprocess.Popen(
+            [
+                *CLI,
+                "worker",
+                "--hub",
+                fresh.url,
+                f"{TEAMS}:crash",
+                "--agents",
+                "napper",
+                "--spans-file",
+                "",
+                *PACE,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        lead = None
+        try:
+            assert worker.stdout is not None
+            assert " ready: " in worker.stdout.readline()
+            lead = start_cli("--hub", fresh.url, f"{TEAMS}:crash", "--spans-file", "")
+            # Kill the worker once the napper is in its tool and its worker holds the
+            # lead's message unacknowledged: fetched, never read.
+            while not marker.exists() or not _held(fresh, "inbox-napper"):
+                time.sleep(0.05)
+            worker.kill()
+            out = finished(lead)
+        finally:
+            for proc in (worker, lead):
+                if proc is not None:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.communicate()
+    # The lead took the napper's inbox over and bounced the message the dead worker held.
+    assert final_answer(out) == "told: undeliverable"
+
+
+def _held(broker: Broker, consumer: str) -> bool:
+    """True when ``consumer`` has a message delivered and not acknowledged."""
+    url = f"http://127.0.0.1:{broker.monitor}/jsz?consumers=true"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        report = json.load(response)
+    return any(
+        c["name"] == consumer and c["num_ack_pending"] > 0
+        for account in report.get("account_details", [])
+        for stream in account.get("stream_detail", [])
+        for c in stream.get("consumer_detail", [])
+    )
 
 
 @pytest.mark.asyncio
