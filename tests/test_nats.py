@@ -293,17 +293,81 @@ def test_a_killed_worker_s_agent_crashes_and_its_unread_message_goes_back(
     assert final_answer(out) == "told: undeliverable"
 
 
+def test_a_broker_restarted_mid_run_loses_no_message(tmp_path: Path) -> None:
+    napping, resume = tmp_path / "napping", tmp_path / "resume"
+    env = _env("worker1", NAP_MARKER=str(napping), RESUME_MARKER=str(resume))
+    spans = tmp_path / "spans.jsonl"
+    with running_broker(tmp_path) as fresh:
+        worker = subprocess.Popen(
+            [
+                *CLI,
+                "worker",
+                "--hub",
+                fresh.url,
+                f"{TEAMS}:restart",
+                "--agents",
+                "napper",
+                "--once",
+                "--spans-file",
+                str(spans),
+                *PACE,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lead = None
+        try:
+            assert worker.stdout is not None
+            assert " ready: " in worker.stdout.readline()
+            lead = start_cli("--hub", fresh.url, f"{TEAMS}:restart", "--spans-file", str(spans))
+            # The lead's hello is on the broker (file storage) when it goes down.
+            while not napping.exists() or not _stored(fresh, "inbox-napper"):
+                time.sleep(0.05)
+            fresh.stop()
+            fresh.start()  # same port, same store
+            resume.touch()
+            out = finished(lead)
+            _, err = worker.communicate(timeout=PROCESS_SECONDS)
+            assert worker.returncode == 0, err
+        finally:
+            for proc in (worker, lead):
+                if proc is not None:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.communicate()
+    assert final_answer(out) == "got: back: hello"
+    records = list(iter_spans_file(spans))
+    assert {r.name for r in records if r.name.startswith("invoke_agent ")} == {
+        "invoke_agent lead",
+        "invoke_agent napper",
+    }
+
+
+def _stored(broker: Broker, consumer: str) -> bool:
+    """True when ``consumer`` has a message waiting or delivered and unacknowledged."""
+    return any(c["num_pending"] + c["num_ack_pending"] > 0 for c in _consumers(broker, consumer))
+
+
 def _held(broker: Broker, consumer: str) -> bool:
     """True when ``consumer`` has a message delivered and not acknowledged."""
+    return any(c["num_ack_pending"] > 0 for c in _consumers(broker, consumer))
+
+
+def _consumers(broker: Broker, consumer: str) -> list[dict[str, Any]]:
+    """The monitoring endpoint's details of every consumer named ``consumer``."""
     url = f"http://127.0.0.1:{broker.monitor}/jsz?consumers=true"
     with urllib.request.urlopen(url, timeout=10) as response:
         report = json.load(response)
-    return any(
-        c["name"] == consumer and c["num_ack_pending"] > 0
+    return [
+        c
         for account in report.get("account_details", [])
         for stream in account.get("stream_detail", [])
         for c in stream.get("consumer_detail", [])
-    )
+        if c["name"] == consumer
+    ]
 
 
 @pytest.mark.asyncio
