@@ -33,6 +33,7 @@ from runtime.scripted import Reply, ScriptedModel
 from runtime.teams import Agent, Team
 from telemetry.records import SpanRecord, iter_spans_file
 from telemetry.spans import RunTelemetry
+from telemetry.summary import summarize_file
 
 ROOT = Path(__file__).resolve().parent.parent
 RESEARCH = str(ROOT / "examples" / "research_team.py")
@@ -206,6 +207,11 @@ def test_a_team_split_over_two_workers_matches_the_in_process_run(research: Spli
         if r.name.startswith("invoke_agent ")
     }
     assert where == {"planner": "lead", "researcher": "worker1", "critic": "worker2"}
+    # The processes' spans, appended to one file, summarise as the one run.
+    summary = summarize_file(research.spans)
+    for agent in ("planner", "researcher", "critic"):
+        assert f"\n  {agent}: " in summary
+    assert "· completed" in summary
 
 
 def test_every_receive_links_to_its_send_in_another_process(research: SplitRun) -> None:
@@ -389,6 +395,30 @@ async def test_a_duplicate_publish_is_delivered_once(broker: Broker) -> None:
             got += hub.drain("b")
         assert [e.message_id for e in got] == ["msg-1", "msg-2"]
         assert got[0] == first  # the trace context came back through the headers
+    finally:
+        await hub.close()
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_slow_reader_loses_nothing(broker: Broker) -> None:
+    """Messages wait in the stream until their agent drains them: the broker never pushes
+    more than the agent's process fetches (pull consumers), so there is no slow-consumer
+    drop. 300 messages sent before the first drain all arrive, once, in order."""
+    client = await connect(broker.url, name="test")
+    hub = NatsHub(client, uuid.uuid4().hex, host="test", lead=True)
+    try:
+        await hub.open()
+        hub.register("writer")
+        hub.register("reader")
+        sent = [f"msg-{n}" for n in range(300)]
+        for message_id in sent:
+            await hub.send(Envelope(message_id, "writer", "reader", "x" * 100, hub.now_ns()))
+        got: list[str] = []
+        while len(got) < len(sent):
+            await hub.wait("reader", 60)
+            got += [e.message_id for e in hub.drain("reader")]
+        assert got == sent
     finally:
         await hub.close()
         await client.close()
