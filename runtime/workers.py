@@ -133,6 +133,24 @@ async def live_workers(client: Client) -> list[WorkerInfo]:
     return found
 
 
+async def await_workers(client: Client, team: str, count: int, timeout: float) -> list[WorkerInfo]:
+    """The live workers, once ``count`` of them serve ``team`` (ConfigurationError after
+    ``timeout`` seconds: a one-line message saying how many came)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = await live_workers(client)
+        serving = sum(w.team == team for w in found)
+        if serving >= count:
+            return found
+        if loop.time() >= deadline:
+            raise ConfigurationError(
+                f"{serving} of {count} workers of team {team!r} came up within {timeout:g} s "
+                "(start them with `orchestrace worker --hub URL TARGET`)"
+            )
+        await asyncio.sleep(0.2)
+
+
 def run_config_of(config: RunConfig) -> dict[str, Any]:
     """The run settings a worker's agents share with the lead's."""
     return {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 from nats_broker import Broker, free_port, running_broker
 from support import SNAPSHOT_KEYS, Recorder, Traced
+from test_stack import compose, needs_compose
 
 from runtime.agent import RunConfig, RunContext
 from runtime.cli import main
@@ -487,3 +489,28 @@ def test_a_hub_that_is_not_a_nats_url_is_one_line_and_exit_2(
     assert capsys.readouterr().err == (
         f"orchestrace run: --hub expects nats://HOST:PORT or tls://HOST:PORT, got {url!r}\n"
     )
+
+
+@needs_compose
+def test_the_compose_profile_splits_spawn_over_a_lead_and_two_workers() -> None:
+    result = compose("--profile", "nats", "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    broker = services["nats"]
+    assert re.fullmatch(r"nats:\d+\.\d+\.\d+-alpine", broker["image"]), "pinned"
+    assert "-js" in broker["command"]
+    monitor = broker["command"][broker["command"].index("-m") + 1]
+    assert broker["healthcheck"]["test"][-1] == f"http://localhost:{monitor}/healthz"
+    hub = "nats://nats:4222"
+    workers = [s for s in services.values() if (s.get("command") or [""])[0] == "worker"]
+    assert len(workers) == 2
+    lead = services["lead"]
+    assert lead["command"][:3] == ["run", "--hub", hub]
+    assert lead["command"][lead["command"].index("--workers") + 1] == "2"
+    for process in [*workers, lead]:
+        assert process["profiles"] == ["nats"]
+        assert hub in process["command"]
+        assert "spawn" in process["command"]
+        assert process["depends_on"]["nats"]["condition"] == "service_healthy"
+        assert process["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4317"
+    assert 'pip install ".[nats]"' in (ROOT / "Dockerfile").read_text()
