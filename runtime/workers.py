@@ -244,7 +244,8 @@ class BrokerPlacement:
         """Start the claimed members on their workers, children of ``parent``."""
         await self.hub.flush()
         headers = inject_context(parent, {})
-        for worker in self._joined:
+
+        async def start(worker: WorkerInfo) -> None:
             try:
                 await self.hub.client.request(
                     _start_subject(worker.id, self.hub.subjects.run_id),
@@ -254,6 +255,9 @@ class BrokerPlacement:
                 )
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning("worker did not start its agents", worker=worker.id, error=str(exc))
+
+        # All at once: a worker's agents may keep its event loop busy for a while.
+        await asyncio.gather(*(start(w) for w in self._joined))
         loop = asyncio.get_running_loop()
         return {
             name: loop.create_task(self._remote(name), name=f"agent {name}")
@@ -335,9 +339,8 @@ class WorkerRun:
             raise
         self.hub.finished(spec.name, result.state, result.reason, result.text)
 
-    async def start(self, parent: Context) -> None:
-        """Start the pinned members once the registry shows the whole team."""
-        await self.hub.knows({a.name for a in self.team.agents})
+    def start(self, parent: Context) -> None:
+        """Start the pinned members (the registry already shows the whole team)."""
         for name in self.pinned:
             agent = next(a for a in self.team.agents if a.name == name)
             if self.hub.adopt(name, "member"):
@@ -463,24 +466,21 @@ class Worker:
         hub = NatsHub(self.client, run_id, host=self.info.id)
         await hub.open()
         worker_run = WorkerRun(self.team, self.make_run(hub, config), hub, pinned)
-        started = asyncio.Event()
 
         async def on_start(start: Msg) -> None:
-            await worker_run.start(extract_context(start.headers))
-            started.set()
+            await worker_run.hub.knows({a.name for a in self.team.agents})
+            # Answer before the agents start: their first turns may hold the loop.
             await start.respond(b"{}")
+            await self.client.flush()
+            worker_run.start(extract_context(start.headers))
 
         start_sub = await self.client.subscribe(_start_subject(self.info.id, run_id), cb=on_start)
-        task = asyncio.get_running_loop().create_task(
-            self._serve_run(worker_run, start_sub, started)
-        )
+        task = asyncio.get_running_loop().create_task(self._serve_run(worker_run, start_sub))
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)
         await msg.respond(b"{}")
 
-    async def _serve_run(
-        self, worker_run: WorkerRun, start_sub: Any, started: asyncio.Event
-    ) -> None:
+    async def _serve_run(self, worker_run: WorkerRun, start_sub: Any) -> None:
         takers = [
             asyncio.get_running_loop().create_task(worker_run.take_spawns(t))
             for t in self.info.templates
