@@ -8,6 +8,7 @@ broker is one line and exit status 2.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,11 @@ from test_stack import compose, needs_compose
 from runtime.agent import RunConfig, RunContext
 from runtime.cli import main
 from runtime.hub import Envelope
+from runtime.loader import load_team
 from runtime.nats_hub import NatsHub, connect
 from runtime.runner import execute
 from runtime.scripted import Reply, ScriptedModel
-from runtime.teams import Agent, Team
+from runtime.teams import Agent, Team, scripts_of
 from telemetry.records import SpanRecord, iter_spans_file
 from telemetry.spans import RunTelemetry
 from telemetry.summary import summarize_file
@@ -177,19 +179,40 @@ def _process(record: SpanRecord) -> object:
     return record.resource.get("service.instance.id")
 
 
+def in_process(target: str) -> tuple[str, list[SpanRecord]]:
+    """``target`` run in this process at the subprocesses' pace: its answer and spans."""
+    team = load_team(target)
+    traced = Traced()
+    try:
+        run = traced.context(
+            model=ScriptedModel(latency=0.05 * 0.2, scripts=scripts_of(team)),
+            config=RunConfig(model="claude-opus-4-8", sleep=_scaled(0.2)),
+        )
+        lead = asyncio.run(execute(team, run))
+        return lead.text, traced.records
+    finally:
+        traced.tracer_provider.shutdown()
+        traced.meter_provider.shutdown()
+
+
+def _scaled(factor: float) -> Callable[[float], Awaitable[None]]:
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds * factor)
+
+    return sleep
+
+
 class SplitRun:
     """The research team run in-process and split over a lead and two workers."""
 
     def __init__(self, tmp: Path, broker: Broker) -> None:
-        self.local_spans, self.spans = tmp / "local.jsonl", tmp / "split.jsonl"
-        local = start_cli(RESEARCH, "--spans-file", str(self.local_spans))
+        self.spans = tmp / "split.jsonl"
         with workers(
             broker, RESEARCH, self.spans, ["--agents", "researcher"], ["--agents", "critic"]
         ):
-            self.split = finished(
-                start_cli("--hub", broker.url, RESEARCH, "--spans-file", str(self.spans))
-            )
-        self.local = finished(local)
+            lead = start_cli("--hub", broker.url, RESEARCH, "--spans-file", str(self.spans))
+            self.local, self.local_records = in_process(RESEARCH)  # meanwhile
+            self.split = finished(lead)
         self.records = list(iter_spans_file(self.spans))
 
 
@@ -199,10 +222,10 @@ def research(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> SplitR
 
 
 def test_a_team_split_over_two_workers_matches_the_in_process_run(research: SplitRun) -> None:
-    assert final_answer(research.split) == final_answer(research.local)
+    assert final_answer(research.split) == research.local
     records = research.records
     assert len({r.trace_id for r in records}) == 1, "one run, one trace"
-    assert shape(records) == shape(list(iter_spans_file(research.local_spans)))
+    assert shape(records) == shape(research.local_records)
     where = {
         r.attributes["gen_ai.agent.name"]: _process(r)
         for r in records
@@ -236,11 +259,12 @@ def test_every_receive_links_to_its_send_in_another_process(research: SplitRun) 
 def test_spawned_helpers_run_on_the_workers_as_children_of_create_subagents(
     broker: Broker, tmp_path: Path
 ) -> None:
-    local = start_cli("spawn", "--spans-file", "")
     spans = tmp_path / "spawn.jsonl"
     with workers(broker, "spawn", spans, [], []):
-        split = finished(start_cli("--hub", broker.url, "spawn", "--spans-file", str(spans)))
-    assert final_answer(split) == final_answer(finished(local))
+        lead = start_cli("--hub", broker.url, "spawn", "--spans-file", str(spans))
+        local, _ = in_process("spawn")  # meanwhile
+        split = finished(lead)
+    assert final_answer(split) == local
 
     records = list(iter_spans_file(spans))
     assert len({r.trace_id for r in records}) == 1
