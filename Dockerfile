@@ -11,7 +11,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY runtime ./runtime
 COPY telemetry ./telemetry
-RUN pip install . && useradd --create-home orchestrace
+RUN pip install ".[nats]" && useradd --create-home orchestrace
 
 USER orchestrace
 WORKDIR /home/orchestrace

@@ -228,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="structlog level on stderr (default: $ORCHESTRACE_LOG_LEVEL or WARNING)",
     )
     _add_hub_options(run, required=False)
+    run.add_argument(
+        "--workers",
+        type=_count(0),
+        default=0,
+        metavar="N",
+        help="with --hub: first wait (up to 60 s) until N workers of the team are up (0)",
+    )
 
     worker = commands.add_parser(
         "worker",
@@ -484,7 +491,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             result = asyncio.run(_run_interruptible(team, args.task, runs[0], started))
         else:
             result = asyncio.run(
-                _run_on_broker(args.hub, args.hub_creds, team, args.task, make_run, runs, started)
+                _run_on_broker(
+                    args.hub, args.hub_creds, args.workers, team, args.task, make_run, runs, started
+                )
             )
     except asyncio.CancelledError:
         if not runs or runs[0].interrupted is None:
@@ -532,6 +541,10 @@ _SIGNALS: Final = {
 }
 
 
+#: How long `run --workers N` waits for the workers to announce themselves.
+WORKERS_WAIT_SECONDS: Final = 60.0
+
+
 def _check_hub(url: str) -> None:
     """ConfigurationError for a --hub that names no NATS server, or without nats-py."""
     try:
@@ -546,6 +559,7 @@ def _check_hub(url: str) -> None:
 async def _run_on_broker(
     url: str,
     creds: str | None,
+    workers: int,
     team: Team,
     task: str | None,
     make_run: Callable[[Hub | None, Placement | None], RunContext],
@@ -555,19 +569,23 @@ async def _run_on_broker(
     """Run ``team`` with its hub on the NATS broker at ``url``; the lead runs here and
     the live workers of the team host the members they pin and the spawned instances."""
     from runtime.nats_hub import NatsHub, connect
-    from runtime.workers import BrokerPlacement, live_workers
+    from runtime.workers import BrokerPlacement, await_workers
 
     client = await connect(url, name="orchestrace-run", creds=creds)
     try:
+        found = await await_workers(client, team.name, workers, WORKERS_WAIT_SECONDS)
         probe = make_run(None, None)  # the run id and settings, before the hub exists
         hub = NatsHub(
             client, probe.telemetry.run_id, host=f"lead-{uuid.uuid4().hex[:8]}", lead=True
         )
         await hub.open()
         try:
-            placement = BrokerPlacement(hub, await live_workers(client), probe.config)
+            placement = BrokerPlacement(hub, found, probe.config)
             runs.append(make_run(hub, placement))
-            return await _run_interruptible(team, task, runs[0], started)
+            try:
+                return await _run_interruptible(team, task, runs[0], started)
+            finally:
+                await placement.close()
         finally:
             await hub.close()
     finally:

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -67,8 +68,10 @@ CREDS_ENV: Final = "NATS_CREDS"
 
 SUBJECT_ROOT: Final = "orchestrace"
 WORKERS_BUCKET: Final = "orchestrace-workers"
-#: How long an unacknowledged message waits before the broker offers it again.
-ACK_WAIT_SECONDS: Final = 30.0
+#: How long an unacknowledged message waits before the broker offers it again: a message
+#: fetched by a process that died comes back after this. A live process tells the broker
+#: every ACK_WAIT / 3 that the messages waiting in its inboxes are still being worked on.
+ACK_WAIT_SECONDS: Final = 3.0
 #: How long a publish may keep failing (broker restarting) before the sender is told.
 PUBLISH_PATIENCE_SECONDS: Final = 30.0
 #: The broker keeps a run's messages and registry this long, then drops them.
@@ -113,6 +116,13 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
     async def quiet(exc: Exception) -> None:
         log.debug("nats client", error=f"{type(exc).__name__}: {exc}")
 
+    listeners: list[Callable[[], Coroutine[Any, Any, None]]] = []
+
+    async def reconnected() -> None:
+        log.debug("nats client reconnected")
+        for listener in list(listeners):
+            await listener()
+
     try:
         client = await nats.connect(
             servers=[url],
@@ -122,12 +132,13 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
             reconnect_time_wait=0.2,
             user_credentials=creds,
             error_cb=quiet,
-            disconnected_cb=None,
+            reconnected_cb=reconnected,
         )
     except Exception as exc:  # refused, timed out, TLS or auth failures
         reason = str(exc) or type(exc).__name__
         raise BrokerUnavailableError(f"cannot reach the NATS broker at {url}: {reason}") from None
     client.options["max_reconnect_attempts"] = -1  # from now on: never give up
+    _RECONNECT_LISTENERS[client] = listeners
     try:
         await client.jetstream().account_info()
     except Exception as exc:
@@ -136,6 +147,17 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
             f"the NATS broker at {url} has no JetStream (start it with -js): {exc}"
         ) from None
     return client
+
+
+#: Coroutines each client runs after it has reconnected (a broker restart), by client.
+_RECONNECT_LISTENERS: weakref.WeakKeyDictionary[
+    Client, list[Callable[[], Coroutine[Any, Any, None]]]
+] = weakref.WeakKeyDictionary()
+
+
+def on_reconnect(client: Client, listener: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``listener`` each time ``client`` (from :func:`connect`) has reconnected."""
+    _RECONNECT_LISTENERS.setdefault(client, []).append(listener)
 
 
 class RunSubjects:
@@ -234,6 +256,7 @@ class NatsHub(Hub):
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
+        self._following: asyncio.Task[None] | None = None
         #: Set once the lead has ended the run.
         self.run_ended = asyncio.Event()
         #: Called with the name of a local agent another process has killed.
@@ -264,9 +287,28 @@ class NatsHub(Hub):
                 f"cannot open run {self.subjects.run_id} on the broker: {exc}"
             ) from None
         ready = asyncio.Event()
-        self._background(self._follow(watcher, ready))
+        self._following = self._background(self._follow(watcher, ready))
         self._background(self._write_entries())
+        self._background(self._hold_unread())
+        on_reconnect(self.client, self._follow_again)
         await ready.wait()
+
+    async def _follow_again(self) -> None:
+        """After a broker restart, watch the registry anew at once (the old watch would
+        notice its missed heartbeats only after seconds); the watch replays each key's
+        latest entry, which applies cleanly over what is known."""
+        if self._following is None or self._following.done():
+            return
+        self._following.cancel()
+        assert self._kv is not None
+        while True:
+            try:
+                watcher = await self._kv.watchall()
+                break
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+                log.debug("registry watch not ready", error=str(exc))
+                await asyncio.sleep(_RETRY_SECONDS)
+        self._following = self._background(self._follow(watcher, asyncio.Event()))
 
     async def flush(self) -> None:
         """Return once every registry entry written so far is on the broker."""
@@ -321,6 +363,27 @@ class NatsHub(Hub):
         self._roles.pop(name, None)
         self.register(name, role)
         return True
+
+    def hosted_by(self, host: str) -> list[str]:
+        """The agents the registry says ``host`` runs and that have not ended."""
+        return [
+            name
+            for name, entry in self._entries.items()
+            if entry.get("host") == host and not self._states[name].ended
+        ]
+
+    def lost(self, name: str, reason: str) -> None:
+        """``name``'s host is gone: mark it crashed and take over its inbox here, so the
+        messages it never read (and any still coming) go back to their senders."""
+        if name in self._local or self.state(name).ended:
+            return
+        role = self._roles.get(name, "agent")
+        self._states.pop(name)
+        self.register(name, role)
+        self._set(name, AgentState.CRASHED)
+        self._write_entry(
+            name, {"state": AgentState.CRASHED, "finished": True, "reason": reason, "text": ""}
+        )
 
     def new_remote_name(self, prefix: str, role: str, host: str) -> str:
         """Register and return the next free ``{prefix}{n}`` as hosted by ``host``."""
@@ -409,6 +472,13 @@ class NatsHub(Hub):
         await self._kv.put(key, value)
 
     async def _follow(self, watcher: KeyValue.KeyWatcher, ready: asyncio.Event) -> None:
+        try:
+            await self._read(watcher, ready)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _read(self, watcher: KeyValue.KeyWatcher, ready: asyncio.Event) -> None:
         async for entry in watcher:
             if entry is None:
                 ready.set()
@@ -542,6 +612,15 @@ class NatsHub(Hub):
         envelopes = super().end(name, state)
         self._acknowledge(name, envelopes)
         return envelopes
+
+    async def _hold_unread(self) -> None:
+        """Keep the broker from offering again the messages waiting in local inboxes."""
+        while True:
+            await asyncio.sleep(ACK_WAIT_SECONDS / 3)
+            for held in self._unacked.values():
+                for msg in list(held.values()):
+                    with contextlib.suppress(nats.errors.Error, OSError):
+                        await msg.in_progress()
 
     def _acknowledge(self, name: str, envelopes: list[Envelope]) -> None:
         handles = self._unacked.get(name, {})

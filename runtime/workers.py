@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from nats.js.kv import KeyValue
 from opentelemetry.context import Context
 
 from runtime.agent import AgentResult, AgentSpec, RunConfig, RunContext, run_agent
+from runtime.errors import ConfigurationError
 from runtime.hub import AgentState
 from runtime.nats_hub import (
     WORKERS_BUCKET,
@@ -44,9 +47,26 @@ from telemetry.logs import get_logger
 
 log = get_logger("orchestrace.workers")
 
-#: A worker refreshes its entry this often; the bucket forgets it after WORKER_TTL.
-HEARTBEAT_SECONDS: Final = 2.0
-WORKER_TTL_SECONDS: Final = 10.0
+#: Seconds after its last heartbeat that a worker counts as gone (its agents crashed);
+#: it beats five times as often. Only the first worker to create the bucket sets it.
+WORKER_TTL_ENV: Final = "ORCHESTRACE_WORKER_TTL"
+DEFAULT_WORKER_TTL_SECONDS: Final = 10.0
+
+
+def worker_ttl() -> float:
+    """The worker TTL from ``ORCHESTRACE_WORKER_TTL`` (ConfigurationError if not > 0)."""
+    text = os.environ.get(WORKER_TTL_ENV, "").strip()
+    if not text:
+        return DEFAULT_WORKER_TTL_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise ConfigurationError(f"{WORKER_TTL_ENV} must be a number of seconds > 0, got {text!r}")
+    return value
+
+
 #: How long the lead waits for a worker to answer a join or start request.
 REQUEST_SECONDS: Final = 10.0
 
@@ -92,7 +112,7 @@ async def workers_bucket(client: Client) -> KeyValue:
     try:
         return await js.key_value(WORKERS_BUCKET)
     except nats.js.errors.BucketNotFoundError:
-        return await js.create_key_value(bucket=WORKERS_BUCKET, ttl=WORKER_TTL_SECONDS)
+        return await js.create_key_value(bucket=WORKERS_BUCKET, ttl=worker_ttl())
 
 
 async def live_workers(client: Client) -> list[WorkerInfo]:
@@ -111,6 +131,24 @@ async def live_workers(client: Client) -> list[WorkerInfo]:
         except (nats.js.errors.KeyNotFoundError, ValueError, KeyError, TypeError):
             continue  # expired meanwhile, or not a worker entry
     return found
+
+
+async def await_workers(client: Client, team: str, count: int, timeout: float) -> list[WorkerInfo]:
+    """The live workers, once ``count`` of them serve ``team`` (ConfigurationError after
+    ``timeout`` seconds: a one-line message saying how many came)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = await live_workers(client)
+        serving = sum(w.team == team for w in found)
+        if serving >= count:
+            return found
+        if loop.time() >= deadline:
+            raise ConfigurationError(
+                f"{serving} of {count} workers of team {team!r} came up within {timeout:g} s "
+                "(start them with `orchestrace worker --hub URL TARGET`)"
+            )
+        await asyncio.sleep(0.2)
 
 
 def run_config_of(config: RunConfig) -> dict[str, Any]:
@@ -137,6 +175,7 @@ class BrokerPlacement:
         self._joined: list[WorkerInfo] = []
         self._pinned: dict[str, str] = {}
         self._templates: set[str] = set()
+        self._watching: asyncio.Task[None] | None = None
 
     async def claim(self, team: Team) -> set[str]:
         """Ask every live worker of ``team`` to join the run; the members they pin."""
@@ -165,7 +204,37 @@ class BrokerPlacement:
             pinned.update(dict.fromkeys(mine, worker.id))
             self._templates.update(worker.templates)
         self._pinned = pinned
+        if self._joined:
+            self._watching = asyncio.get_running_loop().create_task(self._watch_workers())
         return set(pinned)
+
+    async def _watch_workers(self) -> None:
+        """Every heartbeat: a joined worker whose entry has expired is gone, and the agents
+        it ran have crashed (their unread messages go back to the senders)."""
+        bucket = await workers_bucket(self.hub.client)
+        status = await bucket.status()
+        period = (status.ttl or DEFAULT_WORKER_TTL_SECONDS) / 5
+        gone: set[str] = set()
+        while True:
+            await asyncio.sleep(period)
+            try:
+                alive = {w.id for w in await live_workers(self.hub.client)}
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
+                continue  # the broker itself is away: no verdict on the workers
+            for worker in self._joined:
+                if worker.id in alive or worker.id in gone:
+                    continue
+                gone.add(worker.id)
+                for name in self.hub.hosted_by(worker.id):
+                    log.warning("worker lost; its agent crashed", worker=worker.id, agent=name)
+                    self.hub.lost(name, "worker_lost")
+
+    async def close(self) -> None:
+        """Stop watching the workers."""
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
 
     def register(self, name: str, role: str) -> None:
         """Register claimed member ``name`` as hosted by its worker."""
@@ -175,7 +244,8 @@ class BrokerPlacement:
         """Start the claimed members on their workers, children of ``parent``."""
         await self.hub.flush()
         headers = inject_context(parent, {})
-        for worker in self._joined:
+
+        async def start(worker: WorkerInfo) -> None:
             try:
                 await self.hub.client.request(
                     _start_subject(worker.id, self.hub.subjects.run_id),
@@ -185,6 +255,9 @@ class BrokerPlacement:
                 )
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning("worker did not start its agents", worker=worker.id, error=str(exc))
+
+        # All at once: a worker's agents may keep its event loop busy for a while.
+        await asyncio.gather(*(start(w) for w in self._joined))
         loop = asyncio.get_running_loop()
         return {
             name: loop.create_task(self._remote(name), name=f"agent {name}")
@@ -266,9 +339,8 @@ class WorkerRun:
             raise
         self.hub.finished(spec.name, result.state, result.reason, result.text)
 
-    async def start(self, parent: Context) -> None:
-        """Start the pinned members once the registry shows the whole team."""
-        await self.hub.knows({a.name for a in self.team.agents})
+    def start(self, parent: Context) -> None:
+        """Start the pinned members (the registry already shows the whole team)."""
         for name in self.pinned:
             agent = next(a for a in self.team.agents if a.name == name)
             if self.hub.adopt(name, "member"):
@@ -372,8 +444,10 @@ class Worker:
             await asyncio.gather(heartbeat, *self._runs, return_exceptions=True)
 
     async def _heartbeat(self, bucket: KeyValue, key: str) -> None:
+        status = await bucket.status()
+        period = (status.ttl or DEFAULT_WORKER_TTL_SECONDS) / 5
         while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(period)
             with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, OSError):
                 await bucket.put(key, self.info.to_json())
 
@@ -392,24 +466,21 @@ class Worker:
         hub = NatsHub(self.client, run_id, host=self.info.id)
         await hub.open()
         worker_run = WorkerRun(self.team, self.make_run(hub, config), hub, pinned)
-        started = asyncio.Event()
 
         async def on_start(start: Msg) -> None:
-            await worker_run.start(extract_context(start.headers))
-            started.set()
+            await worker_run.hub.knows({a.name for a in self.team.agents})
+            # Answer before the agents start: their first turns may hold the loop.
             await start.respond(b"{}")
+            await self.client.flush()
+            worker_run.start(extract_context(start.headers))
 
         start_sub = await self.client.subscribe(_start_subject(self.info.id, run_id), cb=on_start)
-        task = asyncio.get_running_loop().create_task(
-            self._serve_run(worker_run, start_sub, started)
-        )
+        task = asyncio.get_running_loop().create_task(self._serve_run(worker_run, start_sub))
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)
         await msg.respond(b"{}")
 
-    async def _serve_run(
-        self, worker_run: WorkerRun, start_sub: Any, started: asyncio.Event
-    ) -> None:
+    async def _serve_run(self, worker_run: WorkerRun, start_sub: Any) -> None:
         takers = [
             asyncio.get_running_loop().create_task(worker_run.take_spawns(t))
             for t in self.info.templates

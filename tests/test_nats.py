@@ -8,12 +8,16 @@ broker is one line and exit status 2.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,19 +25,23 @@ from typing import Any
 import pytest
 from nats_broker import Broker, free_port, running_broker
 from support import SNAPSHOT_KEYS, Recorder, Traced
+from test_stack import compose, needs_compose
 
 from runtime.agent import RunConfig, RunContext
 from runtime.cli import main
 from runtime.hub import Envelope
+from runtime.loader import load_team
 from runtime.nats_hub import NatsHub, connect
 from runtime.runner import execute
 from runtime.scripted import Reply, ScriptedModel
-from runtime.teams import Agent, Team
+from runtime.teams import Agent, Team, scripts_of
 from telemetry.records import SpanRecord, iter_spans_file
 from telemetry.spans import RunTelemetry
+from telemetry.summary import summarize_file
 
 ROOT = Path(__file__).resolve().parent.parent
 RESEARCH = str(ROOT / "examples" / "research_team.py")
+TEAMS = str(ROOT / "tests" / "nats_teams.py")
 CLI = [sys.executable, "-m", "runtime.cli"]
 #: Hang detectors only: a healthy run takes a few seconds.
 PROCESS_SECONDS = 120
@@ -46,7 +54,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield running
 
 
-def _env(instance: str) -> dict[str, str]:
+def _env(instance: str, **more: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -57,6 +65,7 @@ def _env(instance: str) -> dict[str, str]:
         "OTEL_METRICS_EXPORTER": "none",
         # Which process wrote a span: the spans file keeps each span's resource.
         "OTEL_RESOURCE_ATTRIBUTES": f"service.instance.id={instance}",
+        **more,
     }
 
 
@@ -170,19 +179,40 @@ def _process(record: SpanRecord) -> object:
     return record.resource.get("service.instance.id")
 
 
+def in_process(target: str) -> tuple[str, list[SpanRecord]]:
+    """``target`` run in this process at the subprocesses' pace: its answer and spans."""
+    team = load_team(target)
+    traced = Traced()
+    try:
+        run = traced.context(
+            model=ScriptedModel(latency=0.05 * 0.2, scripts=scripts_of(team)),
+            config=RunConfig(model="claude-opus-4-8", sleep=_scaled(0.2)),
+        )
+        lead = asyncio.run(execute(team, run))
+        return lead.text, traced.records
+    finally:
+        traced.tracer_provider.shutdown()
+        traced.meter_provider.shutdown()
+
+
+def _scaled(factor: float) -> Callable[[float], Awaitable[None]]:
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds * factor)
+
+    return sleep
+
+
 class SplitRun:
     """The research team run in-process and split over a lead and two workers."""
 
     def __init__(self, tmp: Path, broker: Broker) -> None:
-        self.local_spans, self.spans = tmp / "local.jsonl", tmp / "split.jsonl"
-        local = start_cli(RESEARCH, "--spans-file", str(self.local_spans))
+        self.spans = tmp / "split.jsonl"
         with workers(
             broker, RESEARCH, self.spans, ["--agents", "researcher"], ["--agents", "critic"]
         ):
-            self.split = finished(
-                start_cli("--hub", broker.url, RESEARCH, "--spans-file", str(self.spans))
-            )
-        self.local = finished(local)
+            lead = start_cli("--hub", broker.url, RESEARCH, "--spans-file", str(self.spans))
+            self.local, self.local_records = in_process(RESEARCH)  # meanwhile
+            self.split = finished(lead)
         self.records = list(iter_spans_file(self.spans))
 
 
@@ -192,16 +222,21 @@ def research(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> SplitR
 
 
 def test_a_team_split_over_two_workers_matches_the_in_process_run(research: SplitRun) -> None:
-    assert final_answer(research.split) == final_answer(research.local)
+    assert final_answer(research.split) == research.local
     records = research.records
     assert len({r.trace_id for r in records}) == 1, "one run, one trace"
-    assert shape(records) == shape(list(iter_spans_file(research.local_spans)))
+    assert shape(records) == shape(research.local_records)
     where = {
         r.attributes["gen_ai.agent.name"]: _process(r)
         for r in records
         if r.name.startswith("invoke_agent ")
     }
     assert where == {"planner": "lead", "researcher": "worker1", "critic": "worker2"}
+    # The processes' spans, appended to one file, summarise as the one run.
+    summary = summarize_file(research.spans)
+    for agent in ("planner", "researcher", "critic"):
+        assert f"\n  {agent}: " in summary
+    assert "· completed" in summary
 
 
 def test_every_receive_links_to_its_send_in_another_process(research: SplitRun) -> None:
@@ -224,11 +259,12 @@ def test_every_receive_links_to_its_send_in_another_process(research: SplitRun) 
 def test_spawned_helpers_run_on_the_workers_as_children_of_create_subagents(
     broker: Broker, tmp_path: Path
 ) -> None:
-    local = start_cli("spawn", "--spans-file", "")
     spans = tmp_path / "spawn.jsonl"
     with workers(broker, "spawn", spans, [], []):
-        split = finished(start_cli("--hub", broker.url, "spawn", "--spans-file", str(spans)))
-    assert final_answer(split) == final_answer(finished(local))
+        lead = start_cli("--hub", broker.url, "spawn", "--spans-file", str(spans))
+        local, _ = in_process("spawn")  # meanwhile
+        split = finished(lead)
+    assert final_answer(split) == local
 
     records = list(iter_spans_file(spans))
     assert len({r.trace_id for r in records}) == 1
@@ -240,6 +276,130 @@ def test_spawned_helpers_run_on_the_workers_as_children_of_create_subagents(
         assert _process(helper) in {"worker1", "worker2"}
         assert helper.attributes["orchestrace.agent.state"] == "killed"
     assert _process(create) == "lead"
+
+
+def test_a_killed_worker_s_agent_crashes_and_its_unread_message_goes_back(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "napping"
+    # A one-second heartbeat TTL: set by the first process to create the workers bucket.
+    env = _env("worker1", NAP_MARKER=str(marker), ORCHESTRACE_WORKER_TTL="1")
+    with running_broker(tmp_path) as fresh:
+        worker = subprocess.Popen(
+            [
+                *CLI,
+                "worker",
+                "--hub",
+                fresh.url,
+                f"{TEAMS}:crash",
+                "--agents",
+                "napper",
+                "--spans-file",
+                "",
+                *PACE,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        lead = None
+        try:
+            assert worker.stdout is not None
+            assert " ready: " in worker.stdout.readline()
+            lead = start_cli("--hub", fresh.url, f"{TEAMS}:crash", "--spans-file", "")
+            # Kill the worker once the napper is in its tool and its worker holds the
+            # lead's message unacknowledged: fetched, never read.
+            while not marker.exists() or not _held(fresh, "inbox-napper"):
+                time.sleep(0.05)
+            worker.kill()
+            out = finished(lead)
+        finally:
+            for proc in (worker, lead):
+                if proc is not None:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.communicate()
+    # The lead took the napper's inbox over and bounced the message the dead worker held.
+    assert final_answer(out) == "told: undeliverable"
+
+
+def test_a_broker_restarted_mid_run_loses_no_message(tmp_path: Path) -> None:
+    napping, resume = tmp_path / "napping", tmp_path / "resume"
+    env = _env("worker1", NAP_MARKER=str(napping), RESUME_MARKER=str(resume))
+    spans = tmp_path / "spans.jsonl"
+    with running_broker(tmp_path) as fresh:
+        worker = subprocess.Popen(
+            [
+                *CLI,
+                "worker",
+                "--hub",
+                fresh.url,
+                f"{TEAMS}:restart",
+                "--agents",
+                "napper",
+                "--once",
+                "--spans-file",
+                str(spans),
+                *PACE,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lead = None
+        try:
+            assert worker.stdout is not None
+            assert " ready: " in worker.stdout.readline()
+            lead = start_cli("--hub", fresh.url, f"{TEAMS}:restart", "--spans-file", str(spans))
+            # The lead's hello is on the broker (file storage) when it goes down.
+            while not napping.exists() or not _stored(fresh, "inbox-napper"):
+                time.sleep(0.05)
+            fresh.stop()
+            fresh.start()  # same port, same store
+            resume.touch()
+            out = finished(lead)
+            _, err = worker.communicate(timeout=PROCESS_SECONDS)
+            assert worker.returncode == 0, err
+        finally:
+            for proc in (worker, lead):
+                if proc is not None:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.communicate()
+    assert final_answer(out) == "got: back: hello"
+    records = list(iter_spans_file(spans))
+    assert {r.name for r in records if r.name.startswith("invoke_agent ")} == {
+        "invoke_agent lead",
+        "invoke_agent napper",
+    }
+
+
+def _stored(broker: Broker, consumer: str) -> bool:
+    """True when ``consumer`` has a message waiting or delivered and unacknowledged."""
+    return any(c["num_pending"] + c["num_ack_pending"] > 0 for c in _consumers(broker, consumer))
+
+
+def _held(broker: Broker, consumer: str) -> bool:
+    """True when ``consumer`` has a message delivered and not acknowledged."""
+    return any(c["num_ack_pending"] > 0 for c in _consumers(broker, consumer))
+
+
+def _consumers(broker: Broker, consumer: str) -> list[dict[str, Any]]:
+    """The monitoring endpoint's details of every consumer named ``consumer``."""
+    url = f"http://127.0.0.1:{broker.monitor}/jsz?consumers=true"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        report = json.load(response)
+    return [
+        c
+        for account in report.get("account_details", [])
+        for stream in account.get("stream_detail", [])
+        for c in stream.get("consumer_detail", [])
+        if c["name"] == consumer
+    ]
 
 
 @pytest.mark.asyncio
@@ -261,6 +421,30 @@ async def test_a_duplicate_publish_is_delivered_once(broker: Broker) -> None:
             got += hub.drain("b")
         assert [e.message_id for e in got] == ["msg-1", "msg-2"]
         assert got[0] == first  # the trace context came back through the headers
+    finally:
+        await hub.close()
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_slow_reader_loses_nothing(broker: Broker) -> None:
+    """Messages wait in the stream until their agent drains them: the broker never pushes
+    more than the agent's process fetches (pull consumers), so there is no slow-consumer
+    drop. 300 messages sent before the first drain all arrive, once, in order."""
+    client = await connect(broker.url, name="test")
+    hub = NatsHub(client, uuid.uuid4().hex, host="test", lead=True)
+    try:
+        await hub.open()
+        hub.register("writer")
+        hub.register("reader")
+        sent = [f"msg-{n}" for n in range(300)]
+        for message_id in sent:
+            await hub.send(Envelope(message_id, "writer", "reader", "x" * 100, hub.now_ns()))
+        got: list[str] = []
+        while len(got) < len(sent):
+            await hub.wait("reader", 60)
+            got += [e.message_id for e in hub.drain("reader")]
+        assert got == sent
     finally:
         await hub.close()
         await client.close()
@@ -329,3 +513,28 @@ def test_a_hub_that_is_not_a_nats_url_is_one_line_and_exit_2(
     assert capsys.readouterr().err == (
         f"orchestrace run: --hub expects nats://HOST:PORT or tls://HOST:PORT, got {url!r}\n"
     )
+
+
+@needs_compose
+def test_the_compose_profile_splits_spawn_over_a_lead_and_two_workers() -> None:
+    result = compose("--profile", "nats", "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    broker = services["nats"]
+    assert re.fullmatch(r"nats:\d+\.\d+\.\d+-alpine", broker["image"]), "pinned"
+    assert "-js" in broker["command"]
+    monitor = broker["command"][broker["command"].index("-m") + 1]
+    assert broker["healthcheck"]["test"][-1] == f"http://localhost:{monitor}/healthz"
+    hub = "nats://nats:4222"
+    workers = [s for s in services.values() if (s.get("command") or [""])[0] == "worker"]
+    assert len(workers) == 2
+    lead = services["lead"]
+    assert lead["command"][:3] == ["run", "--hub", hub]
+    assert lead["command"][lead["command"].index("--workers") + 1] == "2"
+    for process in [*workers, lead]:
+        assert process["profiles"] == ["nats"]
+        assert hub in process["command"]
+        assert "spawn" in process["command"]
+        assert process["depends_on"]["nats"]["condition"] == "service_healthy"
+        assert process["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4317"
+    assert 'pip install ".[nats]"' in (ROOT / "Dockerfile").read_text()

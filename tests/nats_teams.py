@@ -1,0 +1,81 @@
+"""Teams the NATS tests run across processes (loaded by `orchestrace run/worker`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from orchestrace import Agent, Conversation, Reply, Team, tool
+
+
+@tool
+async def nap() -> str:
+    """Sleep for an hour; a worker killed meanwhile never comes back from it."""
+    await asyncio.to_thread(Path(os.environ["NAP_MARKER"]).write_text, "napping")
+    await asyncio.sleep(3600)
+    return "rested"
+
+
+def lead_script(conv: Conversation) -> Reply:
+    """Ask the napper; end once the runtime says the message was not read."""
+    if not conv.sent_tools():
+        return Reply.call("send_message", recipient_ids=["napper"], content="are you there?")
+    notices = [c for sender, c in conv.received() if sender == "orchestrace"]
+    if notices:
+        return Reply.say("told: " + notices[0].split(":", 1)[0])
+    if any("not delivered" in r for r in conv.tool_results()):
+        return Reply.say("told: not delivered")
+    return Reply.call("wait_for_message")
+
+
+crash = Team(
+    "crash",
+    [
+        Agent("lead", task="Ask the napper.", script=lead_script),
+        Agent("napper", task="Nap.", tools=[nap], script=[Reply.call("nap"), Reply.say("up")]),
+    ],
+)
+
+
+@tool
+async def nap_until_resumed() -> str:
+    """Nap until the test says go on (it creates the RESUME_MARKER file)."""
+    await asyncio.to_thread(Path(os.environ["NAP_MARKER"]).write_text, "napping")
+    resume = Path(os.environ["RESUME_MARKER"])
+    # Another process writes the file: there is no event to wait on but its appearance.
+    while not await asyncio.to_thread(resume.exists):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    return "resumed"
+
+
+def asker_script(conv: Conversation) -> Reply:
+    """Say hello to the napper, wait for its answer, repeat it."""
+    if not conv.sent_tools():
+        return Reply.call("send_message", recipient_ids=["napper"], content="hello")
+    answers = [c for sender, c in conv.received() if sender == "napper"]
+    if answers:
+        return Reply.say(f"got: {answers[0]}")
+    return Reply.call("wait_for_message")
+
+
+def napper_script(conv: Conversation) -> Reply:
+    """Nap through the broker's restart, then answer what the lead sent before it."""
+    sent = conv.sent_tools()
+    if not sent:
+        return Reply.call("nap_until_resumed")
+    heard = [c for sender, c in conv.received() if sender == "lead"]
+    if not heard:
+        return Reply.call("wait_for_message")
+    if "send_message" not in sent:
+        return Reply.call("send_message", recipient_ids=["lead"], content=f"back: {heard[0]}")
+    return Reply.say("done")
+
+
+restart = Team(
+    "restart",
+    [
+        Agent("lead", task="Greet the napper.", script=asker_script),
+        Agent("napper", task="Nap.", tools=[nap_until_resumed], script=napper_script),
+    ],
+)
