@@ -13,7 +13,7 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, overload
 
 from opentelemetry import metrics
 from opentelemetry.context import Context
@@ -224,241 +224,59 @@ class DeferredHistogram:
 HistogramLike = Histogram | DeferredHistogram
 
 
-class Instruments:
-    """Every instrument orchestrace records, created once per meter provider.
+class _Histogram:
+    """A histogram of :class:`Instruments`, declared as a class attribute: its name, unit,
+    description and bucket boundaries. An instance's value is the instrument (deferred on an
+    SDK provider), created by ``Instruments.__init__``."""
 
-    Use :meth:`for_provider`: every run recording to a provider shares one set, so the
-    observable counters report process-wide totals and no instrument is registered twice.
-    """
+    def __init__(self, name: str, unit: str, description: str, *, buckets: Sequence[float]) -> None:
+        self.name, self.unit, self.description, self.buckets = name, unit, description, buckets
+        self.attr = ""
 
-    def __init__(self, provider: MeterProvider) -> None:
-        meter = provider.get_meter("orchestrace", __version__)
-        #: Deferred histogram measurements, for an SDK provider; None: recorded directly
-        #: (a no-op or proxy provider, where a record costs nothing worth moving).
-        self.pending = PendingRecords() if isinstance(provider, SdkMeterProvider) else None
-        self._meter = meter
-        self.operation_duration = self._histogram(
-            sc.METRIC_OPERATION_DURATION,
-            unit="s",
-            description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-        )
-        #: Streamed calls only: the time to the first content of the response, and the
-        #: time per output token after it (see telemetry/semconv.py for the names).
-        self.time_to_first_chunk = self._histogram(
-            sc.METRIC_TIME_TO_FIRST_CHUNK,
-            unit="s",
-            description="Time to receive the first chunk of a streamed response, from the "
-            "start of the model call.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-        )
-        self.time_per_output_token = self._histogram(
-            sc.METRIC_TIME_PER_OUTPUT_TOKEN,
-            unit="s",
-            description="Time per output token after the first, for answered streamed calls: "
-            "(duration - time to first chunk) / (output tokens - 1).",
-            explicit_bucket_boundaries_advisory=list(sc.TIME_PER_OUTPUT_TOKEN_BUCKETS),
-        )
-        self.token_usage = self._histogram(
-            sc.METRIC_TOKEN_USAGE,
-            unit="{token}",
-            description="Number of input and output tokens used per model call.",
-            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
-        )
-        self.cache_tokens = Tally(
-            meter,
-            sc.METRIC_CACHE_TOKENS,
-            unit="{token}",
-            description="Prompt-cache input tokens, by kind (read or creation).",
-            keys=(*CHAT_KEYS, sc.CACHE_KIND),
-        )
-        #: Every HTTP attempt of a model call, retries included, by how it ended.
-        self.model_attempts = Tally(
-            meter,
-            sc.METRIC_MODEL_ATTEMPTS,
-            unit="{attempt}",
-            description="Model-call HTTP attempts, retried ones included; error.type and "
-            "http.response.status_code say how each ended (a stream ends with its last event).",
-            keys=ATTEMPT_KEYS,
-        )
-        self.cost = Tally(
-            meter,
-            sc.METRIC_COST,
-            unit=sc.UNIT_USD,
-            description="List-price cost of answered model calls, in US dollars, for models "
-            "with a known price (telemetry/prices.json or ORCHESTRACE_PRICES).",
-            keys=CHAT_KEYS,
-        )
-        self.tool_duration = self._histogram(
-            sc.METRIC_TOOL_DURATION,
-            unit="s",
-            description="The duration of a single tool execution; error.type is set on failures.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-        )
-        self.invocation_duration = self._histogram(
-            sc.METRIC_INVOCATION_DURATION,
-            unit="s",
-            description="The duration of an agent invocation (invoke_agent) or a run "
-            "(invoke_workflow); error.type is set when it ended in an error.",
-            explicit_bucket_boundaries_advisory=list(sc.INVOCATION_BUCKETS),
-        )
-        self.inference_calls = self._histogram(
-            sc.METRIC_INFERENCE_CALLS,
-            unit="{inference_call}",
-            description="The number of model calls an agent made during one invocation, "
-            "failed ones included.",
-            explicit_bucket_boundaries_advisory=list(sc.CALL_COUNT_BUCKETS),
-        )
-        self.tool_calls = self._histogram(
-            sc.METRIC_TOOL_CALLS,
-            unit="{tool_call}",
-            description="The number of tool calls an agent made during one invocation, "
-            "failed ones included.",
-            explicit_bucket_boundaries_advisory=list(sc.CALL_COUNT_BUCKETS),
-        )
-        # --- the latest GenAI conventions' model-call metrics (OTEL_SEMCONV_STABILITY_OPT_IN=
-        # gen_ai_latest_experimental); a run records these or the ones above, never both.
-        self.inference_duration = self._histogram(
-            sc.METRIC_INFERENCE_DURATION,
-            unit="s",
-            description="GenAI client inference operation duration.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-        )
-        self.inference_time_to_first_chunk = self._histogram(
-            sc.METRIC_INFERENCE_TIME_TO_FIRST_CHUNK,
-            unit="s",
-            description="Time to receive the first chunk of a streamed response, from the "
-            "start of the model call.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-        )
-        self.inference_operation_input_tokens = self._histogram(
-            sc.METRIC_INFERENCE_OPERATION_INPUT_TOKENS,
-            unit="{token}",
-            description="The number of input (prompt) tokens used per inference operation.",
-            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
-        )
-        self.inference_operation_output_tokens = self._histogram(
-            sc.METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS,
-            unit="{token}",
-            description="The number of output (completion) tokens used per inference operation.",
-            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
-        )
-        usage_keys = (*CHAT_KEYS, sc.GEN_AI_TOKEN_MODALITY)
-        self.inference_input_tokens = Tally(
-            meter,
-            sc.METRIC_INFERENCE_INPUT_TOKENS,
-            unit="{token}",
-            description="The number of input (prompt) tokens used, including cached tokens.",
-            keys=usage_keys,
-        )
-        self.inference_output_tokens = Tally(
-            meter,
-            sc.METRIC_INFERENCE_OUTPUT_TOKENS,
-            unit="{token}",
-            description="The number of output (completion) tokens used.",
-            keys=usage_keys,
-        )
-        self.inference_cache_read_tokens = Tally(
-            meter,
-            sc.METRIC_INFERENCE_CACHE_READ_TOKENS,
-            unit="{token}",
-            description="The number of input tokens served from a provider-managed cache.",
-            keys=usage_keys,
-        )
-        self.inference_cache_write_tokens = Tally(
-            meter,
-            sc.METRIC_INFERENCE_CACHE_WRITE_TOKENS,
-            unit="{token}",
-            description="The number of input tokens written to a provider-managed cache.",
-            keys=usage_keys,
-        )
-        self.messages_sent = Tally(
-            meter,
-            sc.METRIC_MESSAGES_SENT,
-            unit="{message}",
-            description="Messages posted to one recipient, by delivery outcome.",
-            keys=(sc.AGENT_ROLE, sc.MESSAGE_OUTCOME),
-        )
-        self.messages_received = Tally(
-            meter,
-            sc.METRIC_MESSAGES_RECEIVED,
-            unit="{message}",
-            description="Messages handed to a recipient's model context.",
-            keys=(sc.AGENT_ROLE,),
-        )
-        self.delivery_latency = self._histogram(
-            sc.METRIC_DELIVERY_LATENCY,
-            unit="s",
-            description="Time from send to the recipient receiving the message.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-        )
-        #: Agents by (role, state): plain counts updated on every state change, observed
-        #: when the metrics are collected (no SDK measurement on the agent's path).
-        #: Every collection runs the observable callbacks before it reads the histograms,
-        #: so draining the queued measurements in this one's first callback means no
-        #: reader ever misses one.
-        self.agent_states = AgentStates(
-            meter, before=None if self.pending is None else self.pending.observe_after_drain
-        )
-        self.agents = self.agent_states.instrument
-        self.agent_turns = Tally(
-            meter,
-            sc.METRIC_AGENT_TURNS,
-            unit="{turn}",
-            description="Model turns taken by agents.",
-            keys=(sc.AGENT_ROLE,),
-        )
-        self.agent_wait = self._histogram(
-            sc.METRIC_AGENT_WAIT,
-            unit="s",
-            description="Time agents spent blocked in wait_for_message.",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-        )
-        self.runs = Tally(
-            meter,
-            sc.METRIC_RUNS,
-            unit="{run}",
-            description="Completed runs, by scenario and outcome.",
-            keys=(sc.RUN_SCENARIO, sc.RUN_OUTCOME),
-        )
-        #: Agents that reached a final state: counted by ``agent_states`` as they move.
-        self.agents_ended = Tally(
-            meter,
-            sc.METRIC_AGENTS_ENDED,
-            unit="{agent}",
-            description="Agents that ended, by role and final state (done, crashed, killed).",
-            keys=(sc.AGENT_ROLE, sc.AGENT_STATE),
-        )
-        self.agent_states.ended = self.agents_ended
-        #: Agents blocked in wait_for_message now, and the longest current wait.
-        self.agent_waits = AgentWaits(meter)
-        #: The telemetry pipeline's own counts; ``setup_telemetry`` attaches its exporters.
-        self.pipeline = PipelineHealth(meter)
+    def __set_name__(self, owner: type, attr: str) -> None:
+        self.attr = attr
 
-    def _histogram(
-        self,
-        name: str,
-        *,
-        unit: str,
-        description: str,
-        explicit_bucket_boundaries_advisory: list[float],
-    ) -> HistogramLike:
-        histogram = self._meter.create_histogram(
-            name,
-            unit=unit,
-            description=description,
-            explicit_bucket_boundaries_advisory=explicit_bucket_boundaries_advisory,
-        )
-        return histogram if self.pending is None else DeferredHistogram(histogram, self.pending)
+    @overload
+    def __get__(self, instance: None, owner: type) -> _Histogram: ...
+    @overload
+    def __get__(self, instance: Instruments, owner: type) -> HistogramLike: ...
+    def __get__(self, instance: Instruments | None, owner: type) -> _Histogram | HistogramLike:
+        if instance is None:
+            return self
+        raise AttributeError(self.attr)  # never: __init__ puts the instrument in the instance
 
-    @classmethod
-    def for_provider(cls, meter_provider: MeterProvider | None = None) -> Instruments:
-        """The instruments of ``meter_provider`` (default: the global one)."""
-        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-        instruments = _INSTRUMENTS.get(provider)
-        if instruments is None:
-            instruments = _INSTRUMENTS[provider] = cls(provider)
-        return instruments
+    def create(self, meter: Meter, pending: PendingRecords | None) -> HistogramLike:
+        histogram = meter.create_histogram(
+            self.name,
+            unit=self.unit,
+            description=self.description,
+            explicit_bucket_boundaries_advisory=list(self.buckets),
+        )
+        return histogram if pending is None else DeferredHistogram(histogram, pending)
+
+
+class _Tally:
+    """A counter of :class:`Instruments` kept as a :class:`Tally`, declared as a class
+    attribute: its name, unit, description and attribute keys."""
+
+    def __init__(self, name: str, unit: str, description: str, *, keys: tuple[str, ...]) -> None:
+        self.name, self.unit, self.description, self.keys = name, unit, description, keys
+        self.attr = ""
+
+    def __set_name__(self, owner: type, attr: str) -> None:
+        self.attr = attr
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> _Tally: ...
+    @overload
+    def __get__(self, instance: Instruments, owner: type) -> Tally: ...
+    def __get__(self, instance: Instruments | None, owner: type) -> _Tally | Tally:
+        if instance is None:
+            return self
+        raise AttributeError(self.attr)  # never: __init__ puts the instrument in the instance
+
+    def create(self, meter: Meter) -> Tally:
+        return Tally(meter, self.name, unit=self.unit, description=self.description, keys=self.keys)
 
 
 #: The attributes of the model-call counters, in order: operation, provider, request model
@@ -470,6 +288,10 @@ CHAT_KEYS: Final = (
     sc.GEN_AI_RESPONSE_MODEL,
 )
 
+#: The attributes of the latest conventions' token counters: the model-call ones and the
+#: token modality.
+USAGE_KEYS: Final = (*CHAT_KEYS, sc.GEN_AI_TOKEN_MODALITY)
+
 #: The attributes of ``orchestrace.model.attempts``: operation, provider, request model, the
 #: attempt's HTTP status (absent when no response came) and its error.type (absent: it
 #: succeeded).
@@ -480,6 +302,218 @@ ATTEMPT_KEYS: Final = (
     sc.HTTP_RESPONSE_STATUS_CODE,
     sc.ERROR_TYPE,
 )
+
+
+class Instruments:
+    """Every instrument orchestrace records, created once per meter provider.
+
+    Use :meth:`for_provider`: every run recording to a provider shares one set, so the
+    observable counters report process-wide totals and no instrument is registered twice.
+    Each histogram and counter is one declaration below (a :class:`_Histogram` or a
+    :class:`_Tally`); the agent-state, wait and pipeline instruments are built by
+    ``__init__``.
+    """
+
+    operation_duration = _Histogram(
+        sc.METRIC_OPERATION_DURATION,
+        "s",
+        "GenAI operation duration.",
+        buckets=sc.DURATION_BUCKETS,
+    )
+    #: Streamed calls only: the time to the first content of the response, and the
+    #: time per output token after it (see telemetry/semconv.py for the names).
+    time_to_first_chunk = _Histogram(
+        sc.METRIC_TIME_TO_FIRST_CHUNK,
+        "s",
+        "Time to receive the first chunk of a streamed response, from the start of the model call.",
+        buckets=sc.DURATION_BUCKETS,
+    )
+    time_per_output_token = _Histogram(
+        sc.METRIC_TIME_PER_OUTPUT_TOKEN,
+        "s",
+        "Time per output token after the first, for answered streamed calls: "
+        "(duration - time to first chunk) / (output tokens - 1).",
+        buckets=sc.TIME_PER_OUTPUT_TOKEN_BUCKETS,
+    )
+    token_usage = _Histogram(
+        sc.METRIC_TOKEN_USAGE,
+        "{token}",
+        "Number of input and output tokens used per model call.",
+        buckets=sc.TOKEN_BUCKETS,
+    )
+    cache_tokens = _Tally(
+        sc.METRIC_CACHE_TOKENS,
+        "{token}",
+        "Prompt-cache input tokens, by kind (read or creation).",
+        keys=(*CHAT_KEYS, sc.CACHE_KIND),
+    )
+    #: Every HTTP attempt of a model call, retries included, by how it ended.
+    model_attempts = _Tally(
+        sc.METRIC_MODEL_ATTEMPTS,
+        "{attempt}",
+        "Model-call HTTP attempts, retried ones included; error.type and "
+        "http.response.status_code say how each ended (a stream ends with its last event).",
+        keys=ATTEMPT_KEYS,
+    )
+    cost = _Tally(
+        sc.METRIC_COST,
+        sc.UNIT_USD,
+        "List-price cost of answered model calls, in US dollars, for models "
+        "with a known price (telemetry/prices.json or ORCHESTRACE_PRICES).",
+        keys=CHAT_KEYS,
+    )
+    tool_duration = _Histogram(
+        sc.METRIC_TOOL_DURATION,
+        "s",
+        "The duration of a single tool execution; error.type is set on failures.",
+        buckets=sc.DURATION_BUCKETS,
+    )
+    invocation_duration = _Histogram(
+        sc.METRIC_INVOCATION_DURATION,
+        "s",
+        "The duration of an agent invocation (invoke_agent) or a run "
+        "(invoke_workflow); error.type is set when it ended in an error.",
+        buckets=sc.INVOCATION_BUCKETS,
+    )
+    inference_calls = _Histogram(
+        sc.METRIC_INFERENCE_CALLS,
+        "{inference_call}",
+        "The number of model calls an agent made during one invocation, failed ones included.",
+        buckets=sc.CALL_COUNT_BUCKETS,
+    )
+    tool_calls = _Histogram(
+        sc.METRIC_TOOL_CALLS,
+        "{tool_call}",
+        "The number of tool calls an agent made during one invocation, failed ones included.",
+        buckets=sc.CALL_COUNT_BUCKETS,
+    )
+    # --- the latest GenAI conventions' model-call metrics (OTEL_SEMCONV_STABILITY_OPT_IN=
+    # gen_ai_latest_experimental); a run records these or the ones above, never both.
+    inference_duration = _Histogram(
+        sc.METRIC_INFERENCE_DURATION,
+        "s",
+        "GenAI client inference operation duration.",
+        buckets=sc.DURATION_BUCKETS,
+    )
+    inference_time_to_first_chunk = _Histogram(
+        sc.METRIC_INFERENCE_TIME_TO_FIRST_CHUNK,
+        "s",
+        "Time to receive the first chunk of a streamed response, from the start of the model call.",
+        buckets=sc.DURATION_BUCKETS,
+    )
+    inference_operation_input_tokens = _Histogram(
+        sc.METRIC_INFERENCE_OPERATION_INPUT_TOKENS,
+        "{token}",
+        "The number of input (prompt) tokens used per inference operation.",
+        buckets=sc.TOKEN_BUCKETS,
+    )
+    inference_operation_output_tokens = _Histogram(
+        sc.METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS,
+        "{token}",
+        "The number of output (completion) tokens used per inference operation.",
+        buckets=sc.TOKEN_BUCKETS,
+    )
+    inference_input_tokens = _Tally(
+        sc.METRIC_INFERENCE_INPUT_TOKENS,
+        "{token}",
+        "The number of input (prompt) tokens used, including cached tokens.",
+        keys=USAGE_KEYS,
+    )
+    inference_output_tokens = _Tally(
+        sc.METRIC_INFERENCE_OUTPUT_TOKENS,
+        "{token}",
+        "The number of output (completion) tokens used.",
+        keys=USAGE_KEYS,
+    )
+    inference_cache_read_tokens = _Tally(
+        sc.METRIC_INFERENCE_CACHE_READ_TOKENS,
+        "{token}",
+        "The number of input tokens served from a provider-managed cache.",
+        keys=USAGE_KEYS,
+    )
+    inference_cache_write_tokens = _Tally(
+        sc.METRIC_INFERENCE_CACHE_WRITE_TOKENS,
+        "{token}",
+        "The number of input tokens written to a provider-managed cache.",
+        keys=USAGE_KEYS,
+    )
+    messages_sent = _Tally(
+        sc.METRIC_MESSAGES_SENT,
+        "{message}",
+        "Messages posted to one recipient, by delivery outcome.",
+        keys=(sc.AGENT_ROLE, sc.MESSAGE_OUTCOME),
+    )
+    messages_received = _Tally(
+        sc.METRIC_MESSAGES_RECEIVED,
+        "{message}",
+        "Messages handed to a recipient's model context.",
+        keys=(sc.AGENT_ROLE,),
+    )
+    delivery_latency = _Histogram(
+        sc.METRIC_DELIVERY_LATENCY,
+        "s",
+        "Time from send to the recipient receiving the message.",
+        buckets=sc.DURATION_BUCKETS,
+    )
+    agent_turns = _Tally(
+        sc.METRIC_AGENT_TURNS,
+        "{turn}",
+        "Model turns taken by agents.",
+        keys=(sc.AGENT_ROLE,),
+    )
+    agent_wait = _Histogram(
+        sc.METRIC_AGENT_WAIT,
+        "s",
+        "Time agents spent blocked in wait_for_message.",
+        buckets=sc.DURATION_BUCKETS,
+    )
+    runs = _Tally(
+        sc.METRIC_RUNS,
+        "{run}",
+        "Completed runs, by scenario and outcome.",
+        keys=(sc.RUN_SCENARIO, sc.RUN_OUTCOME),
+    )
+    #: Agents that reached a final state: counted by ``agent_states`` as they move.
+    agents_ended = _Tally(
+        sc.METRIC_AGENTS_ENDED,
+        "{agent}",
+        "Agents that ended, by role and final state (done, crashed, killed).",
+        keys=(sc.AGENT_ROLE, sc.AGENT_STATE),
+    )
+
+    def __init__(self, provider: MeterProvider) -> None:
+        meter = provider.get_meter("orchestrace", __version__)
+        #: Deferred histogram measurements, for an SDK provider; None: recorded directly
+        #: (a no-op or proxy provider, where a record costs nothing worth moving).
+        self.pending = PendingRecords() if isinstance(provider, SdkMeterProvider) else None
+        for spec in vars(Instruments).values():
+            if isinstance(spec, _Histogram):
+                self.__dict__[spec.attr] = spec.create(meter, self.pending)
+            elif isinstance(spec, _Tally):
+                self.__dict__[spec.attr] = spec.create(meter)
+        #: Agents by (role, state): plain counts updated on every state change, observed
+        #: when the metrics are collected (no SDK measurement on the agent's path).
+        #: Every collection runs the observable callbacks before it reads the histograms,
+        #: so draining the queued measurements in this one's first callback means no
+        #: reader ever misses one.
+        self.agent_states = AgentStates(
+            meter, before=None if self.pending is None else self.pending.observe_after_drain
+        )
+        self.agents = self.agent_states.instrument
+        self.agent_states.ended = self.agents_ended
+        #: Agents blocked in wait_for_message now, and the longest current wait.
+        self.agent_waits = AgentWaits(meter)
+        #: The telemetry pipeline's own counts; ``setup_telemetry`` attaches its exporters.
+        self.pipeline = PipelineHealth(meter)
+
+    @classmethod
+    def for_provider(cls, meter_provider: MeterProvider | None = None) -> Instruments:
+        """The instruments of ``meter_provider`` (default: the global one)."""
+        provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+        instruments = _INSTRUMENTS.get(provider)
+        if instruments is None:
+            instruments = _INSTRUMENTS[provider] = cls(provider)
+        return instruments
 
 
 class AgentStates:
