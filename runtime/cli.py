@@ -398,10 +398,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from runtime.loader import UserCodeError, load_team
     from runtime.runner import choose_model, new_run
     from telemetry.cost import default_prices
-    from telemetry.live import LiveView
+    from telemetry.live import LiveView, SummaryProcessor
     from telemetry.logs import configure_logging
     from telemetry.setup import setup_telemetry
-    from telemetry.summary import SummaryProcessor
 
     configure_logging(args.log_level or settings.LOG_LEVEL.get())
     try:
@@ -739,7 +738,8 @@ def cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
     """``orchestrace summary FILE`` or ``--jaeger URL``: returns the exit code."""
     from telemetry.jaeger import JaegerError, normalize_trace_id
     from telemetry.records import ReadNotes
-    from telemetry.summary import SummaryError, summarize, summarize_file
+    from telemetry.summary import SummaryError, summarize
+    from telemetry.summary_file import summarize_file
 
     notes = ReadNotes()
     try:

@@ -273,10 +273,10 @@ async def run(
     far are still ended and flushed.
     """
     from telemetry.cost import default_prices
+    from telemetry.live import SummaryProcessor
     from telemetry.routing import router_for
     from telemetry.settings import SettingError
     from telemetry.setup import Telemetry, content_policy, setup_telemetry
-    from telemetry.summary import SummaryProcessor
 
     team = Team.of(team)
     try:

@@ -1,9 +1,11 @@
-"""The live console view: a SpanProcessor that prints the original cookbook's lines as spans end.
+"""A live run's console: the lines printed as spans end, and the summary kept for the exit.
 
+:class:`LiveView` prints the original cookbook's lines as spans end:
 ``[helper1] sleep({'seconds': 1}) → slept 1s`` when an ``execute_tool`` span ends, and
 ``[lead] ← received from helper1: done, slept 1s`` for each message a ``receive`` span
 delivered. It reads the content attributes that the exporters strip, so the console can
-show snippets while exported spans carry no content.
+show snippets while exported spans carry no content. :class:`SummaryProcessor` folds each
+span into the run's summary as it ends.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any, TextIO
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from telemetry import semconv as sc
+from telemetry.records import facts_of_readable_span
 from telemetry.redact import for_terminal
+from telemetry.summary import SummaryBuilder, TraceSummary
 
 SNIP: int = 60
 
@@ -75,3 +79,22 @@ class LiveView(SpanProcessor):
                 self._stream.flush()
             except (OSError, ValueError):  # a closed console must not break the run
                 pass
+
+
+class SummaryProcessor(SpanProcessor):
+    """Collects a live run's spans as they end, for the summary printed at exit."""
+
+    def __init__(self) -> None:
+        self._builder = SummaryBuilder()
+        self._lock = threading.Lock()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Fold the finished span into the summary."""
+        record = facts_of_readable_span(span)
+        with self._lock:
+            self._builder.add(record)
+
+    def summary(self, trace_id: str | None = None) -> TraceSummary:
+        """The aggregate of ``trace_id`` (or the latest run) so far."""
+        with self._lock:
+            return self._builder.summary(trace_id)

@@ -447,13 +447,6 @@ def _write_joined(out: IO[str], rows: Iterable[str]) -> None:
         out.write(separator + ",\n".join(chunk))
 
 
-def _cpus() -> int:
-    """The CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 #: A list of ``--json`` at least this long is written by two processes: a forked copy of
 #: this one writes the second half to a temporary file while this one writes the first.
 FORK_ROWS: int = 50_000
@@ -495,7 +488,9 @@ def _fork_rows(
 ) -> tuple[int, IO[bytes]] | None:
     """A forked copy of this process writing ``rows(start, stop)`` (UTF-8) to a temporary
     file: its id and the file; None where forking is unsafe (threads) or unavailable."""
-    if not hasattr(os, "fork") or _cpus() < 2 or threading.active_count() != 1:
+    from telemetry.scan import cpus
+
+    if not hasattr(os, "fork") or cpus() < 2 or threading.active_count() != 1:
         return None
     part = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it)
     try:
@@ -1176,11 +1171,6 @@ def build_profile(
     return runs.profile()
 
 
-#: Files at least this big are read by several processes at once (one per CPU, at most 4),
-#: as the summary reads them.
-PARALLEL_BYTES: int = 32 * 1024 * 1024
-
-
 def profile_file(
     path: str | os.PathLike[str],
     trace_id: str | None = None,
@@ -1190,23 +1180,20 @@ def profile_file(
 ) -> Profile:
     """The profile of one run in an OTLP/JSON-lines spans file (default: the latest run).
 
-    The file is read by :func:`telemetry.scan.scan_span_tree`: only the attributes the
-    profile reads (:data:`PROFILE_KEYS`, :data:`LINK_KEYS`) are decoded, and with
-    ``trace_id`` only that trace's spans are kept. A file of :data:`PARALLEL_BYTES` or more
-    is split at line boundaries: this process reads the first part while ``workers - 1``
-    others (default: one per available CPU, at most 4 in all) read the rest, and their
-    spans are added in file order — the same profile as one pass. ``-`` reads standard
-    input. ``notes``: as for :func:`telemetry.summary.summarize_file`.
+    The file is read by :func:`telemetry.scan.scan_span_tree`: only the attributes the profile
+    reads (:data:`PROFILE_KEYS`, :data:`LINK_KEYS`) are decoded, and with ``trace_id`` only that
+    trace's spans are kept. A file of :data:`telemetry.scan.PARALLEL_BYTES` or more is split at
+    line boundaries: this process reads the first part while ``workers - 1`` others (default:
+    one per available CPU, at most 4 in all) read the rest, and their spans are added in file
+    order — the same profile as one pass. ``-`` reads standard input. ``notes``: as for
+    :func:`telemetry.summary_file.summarize_file`.
     """
     from concurrent.futures.process import BrokenProcessPool
 
-    from telemetry.scan import scan_span_tree, split_lines, splittable_size
+    from telemetry.scan import parallel_parts, scan_span_tree
 
     name = os.fspath(path)
-    if workers is None:
-        big = splittable_size(name) >= PARALLEL_BYTES
-        workers = min(4, _cpus()) if big else 1
-    parts = split_lines(name, workers) if workers > 1 else []
+    parts = parallel_parts(name, workers)
 
     def one_pass() -> _Runs:
         return _Runs(trace_id).add_all(
@@ -1246,16 +1233,9 @@ def _read_in_parallel(
     runs: _Runs, path: str, parts: Sequence[tuple[int, int]], trace_id: str | None
 ) -> None:
     """Read the first part here and the others in child processes, adding spans in order."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from telemetry.scan import reader_pool, scan_span_tree
 
-    from telemetry.scan import ignore_interrupts, scan_span_tree
-
-    # "spawn": safe whatever threads the caller runs; the children import little.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        len(parts) - 1, mp_context=context, initializer=ignore_interrupts
-    ) as pool:
+    with reader_pool(len(parts) - 1) as pool:
         futures = [pool.submit(_read_part, path, a, b, trace_id) for a, b in parts[1:]]
         first, end = parts[0]
         runs.add_all(

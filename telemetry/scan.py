@@ -29,6 +29,7 @@ import signal
 import stat
 import sys
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import BinaryIO, Final
 
@@ -262,6 +263,35 @@ def scan_spans_file(
                     f"{name!s}: line {number}: malformed OTLP/JSON line: {exc}"
                 ) from exc
             yield from records
+
+
+#: Files at least this big are read by several processes at once (one per CPU, at most 4).
+PARALLEL_BYTES: Final = 32 * 1024 * 1024
+
+
+def cpus() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def parallel_parts(path: str, workers: int | None = None) -> list[tuple[int, int]]:
+    """The line-aligned parts in which ``path`` is read by ``workers`` processes (default:
+    one per available CPU, at most 4, for a regular file of :data:`PARALLEL_BYTES` or more;
+    else one). Fewer than two parts: read the file in one pass."""
+    if workers is None:
+        workers = min(4, cpus()) if splittable_size(path) >= PARALLEL_BYTES else 1
+    return split_lines(path, workers) if workers > 1 else []
+
+
+def reader_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` reader processes: spawned (safe whatever threads the caller
+    runs; the children import little), each leaving Ctrl-C to the parent."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=ignore_interrupts)
 
 
 def split_lines(path: str | os.PathLike[str], parts: int) -> list[tuple[int, int]]:

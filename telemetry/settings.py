@@ -537,6 +537,17 @@ HUB_URL: Final = _add(
         default_text="unset (every agent in one process)",
     )
 )
+WORKER_TTL: Final = _numeric(
+    "ORCHESTRACE_WORKER_TTL",
+    10.0,
+    OnBad.EXIT,
+    "seconds after a worker's last heartbeat that its agents count as crashed (the first "
+    "process to create the run's registry sets it)",
+    group="process",
+    unit="seconds",
+    minimum=0,
+    above=True,
+)
 _levels_parse, _levels_accepts = choice("debug", "info", "warning", "error", "critical")
 LOG_LEVEL: Final = _add(
     Setting(

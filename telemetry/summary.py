@@ -9,23 +9,21 @@ The cost column prices each agent's ``chat`` token counts by the model that answ
 the requested one) with :mod:`telemetry.cost`'s table: ``?`` when any call's model has no
 price, never a made-up ``$0``.
 Aggregation is incremental (:class:`SummaryBuilder`), so a file of millions of spans is
-summarised in one streaming pass.
+summarised in one streaming pass. This module aggregates; :mod:`telemetry.summary_table`
+writes the text, :mod:`telemetry.summary_file` reads a spans file (in parallel when it is
+big) and :class:`telemetry.live.SummaryProcessor` folds a live run's spans as they end.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-
 from telemetry import semconv as sc
-from telemetry.cost import PriceTable, default_prices, format_usd, uncached_input
-from telemetry.records import AttrValue, ReadNotes, facts_of_readable_span
-from telemetry.redact import for_terminal
+from telemetry.cost import PriceTable, default_prices, uncached_input
+from telemetry.records import AttrValue, ReadNotes
+from telemetry.summary_table import render_summary
 
 
 class SummarySpan(Protocol):
@@ -141,11 +139,6 @@ class AgentStats:
             else:
                 entry[0] += count
                 entry[1] = min(entry[1], first)
-
-    def tool_calls_line(self) -> str:
-        """``name: 3×wait_for_message, 1×create_subagents`` — the original cookbook's format."""
-        ordered = sorted(self.tools.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
-        return f"  {self.name}: " + ", ".join(f"{c}×{t}" for t, (c, _) in ordered)
 
 
 _SUMS: tuple[str, ...] = (
@@ -280,100 +273,17 @@ class TraceSummary:
         return total
 
     def render(self, prices: PriceTable | None = None) -> str:
-        """The summary text: a header, the tool-call lines, and the agent table
-        (costs from ``prices``, default :func:`~telemetry.cost.default_prices`)."""
-        seconds = ((self.end_ns or 0) - (self.start_ns or 0)) / 1e9
-        header = (
-            f"Run {self.scenario} · trace {self.trace_id} · {self.spans} spans · {seconds:.2f}s"
-            + (f" · {self.outcome}" if self.outcome else "")
-        )
-        agents = [self.agents[n] for n in sorted(self.agents)]
-        calls = [for_terminal(a.tool_calls_line(), newlines=False) for a in agents if a.tools]
-        table = _table(agents, prices if prices is not None else default_prices())
-        header = for_terminal(header, newlines=False)
-        return "\n".join([header, "", "Tool-call summary:", *calls, "", table]) + "\n"
-
-
-_COLUMNS = (
-    "agent",
-    "role",
-    "state",
-    "reason",
-    "turns",
-    "calls",
-    "in tok",
-    "out tok",
-    "cache rd",
-    "cache wr",
-    "cost",
-    "tools",
-    "errors",
-    "sent",
-    "undeliv",
-    "recv",
-    "active",
-    "waiting",
-)
-_COST = _COLUMNS.index("cost")
-
-
-def _table(agents: list[AgentStats], prices: PriceTable) -> str:
-    costs = [a.cost(prices) for a in agents]
-    # Names and reasons may come from a spans file anyone could write: one line each, no
-    # terminal control sequences, so a cell cannot break the table or the terminal.
-    rows = [
-        [
-            for_terminal(a.name, newlines=False),
-            for_terminal(a.role, newlines=False),
-            for_terminal(a.state, newlines=False),
-            for_terminal(a.reason, newlines=False),
-            str(a.turns),
-            str(a.model_calls),
-            str(a.input_tokens),
-            str(a.output_tokens),
-            str(a.cache_read_tokens),
-            str(a.cache_creation_tokens),
-            format_usd(cost),
-            str(a.tool_calls),
-            str(a.tool_errors),
-            str(a.sent),
-            str(a.undelivered),
-            str(a.received),
-            f"{max(0, a.lifetime_ns - a.waiting_ns) / 1e9:.2f}s",
-            f"{a.waiting_ns / 1e9:.2f}s",
-        ]
-        for a, cost in zip(agents, costs, strict=True)
-    ]
-    # The run's cost is the sum of the agents' unrounded costs (each cell is rounded).
-    total_cost = None if None in costs else sum(c for c in costs if c is not None)
-    total = (
-        ["total", "", "", ""]
-        + [str(sum(int(r[i]) for r in rows)) for i in range(4, _COST)]
-        + [format_usd(total_cost)]
-        + [str(sum(int(r[i]) for r in rows)) for i in range(_COST + 1, 16)]
-        + [
-            f"{sum(float(r[16][:-1]) for r in rows):.2f}s",
-            f"{sum(float(r[17][:-1]) for r in rows):.2f}s",
-        ]
-    )
-    table = [list(_COLUMNS), *rows, total]
-    widths = [max(len(r[i]) for r in table) for i in range(len(_COLUMNS))]
-
-    def fmt(row: list[str]) -> str:
-        cells = [
-            c.ljust(w) if i < 4 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        return "  ".join(cells).rstrip()
-
-    return "\n".join(fmt(r) for r in table)
+        """The summary text (:func:`telemetry.summary_table.render_summary`): a header,
+        the tool-call lines and the agent table, costs from ``prices`` (default:
+        :func:`~telemetry.cost.default_prices`)."""
+        return render_summary(self, prices if prices is not None else default_prices())
 
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-class _Overlap(Exception):
+class PartsOverlapError(Exception):
     """Parts of a file read apart hold the same span: read the file again in one pass."""
 
 
@@ -414,7 +324,7 @@ class SummaryBuilder:
     def merge(self, later: SummaryBuilder) -> SummaryBuilder:
         """Fold in a builder fed the spans that came after ours; returns self.
 
-        Raises :class:`_Overlap` if both hold a span of the same id (its stats were folded
+        Raises :class:`PartsOverlapError` if both hold a span of the same id (its stats were folded
         twice and cannot be taken apart).
         """
         for trace_id, trace in later.traces.items():
@@ -424,7 +334,7 @@ class SummaryBuilder:
                 self.seen[trace_id] = later.seen[trace_id]
             else:
                 if not self.seen[trace_id].isdisjoint(later.seen[trace_id]):
-                    raise _Overlap(trace_id)
+                    raise PartsOverlapError(trace_id)
                 self.seen[trace_id] |= later.seen[trace_id]
                 mine.merge(trace)
         self.duplicates += later.duplicates
@@ -455,84 +365,3 @@ def summarize(
     if notes is not None:
         notes.duplicates += builder.duplicates
     return builder.summary(trace_id).render()
-
-
-#: Files at least this big are read by several processes at once (one per CPU, at most 4).
-PARALLEL_BYTES: int = 32 * 1024 * 1024
-
-
-def _scan_part(path: str, start: int, end: int) -> SummaryBuilder:
-    from telemetry.scan import scan_spans_file
-
-    return SummaryBuilder().add_all(scan_spans_file(path, SUMMARY_KEYS, start=start, end=end))
-
-
-def summarize_file(
-    path: str | os.PathLike[str],
-    trace_id: str | None = None,
-    *,
-    workers: int | None = None,
-    notes: ReadNotes | None = None,
-) -> str:
-    """The rendered summary of one trace of an OTLP/JSON-lines spans file (``-``: stdin).
-
-    One streaming pass that decodes only the attributes the summary reads. A regular file
-    of :data:`PARALLEL_BYTES` or more is split at line boundaries and its parts are read by
-    ``workers`` processes (default: one per available CPU, at most 4); their aggregates
-    are merged in file order, so the result is the same as one pass. With ``notes``, a
-    last line cut short is skipped rather than an error, and what was left out (that line,
-    spans read twice) is counted there.
-    """
-    from telemetry.scan import ignore_interrupts, scan_spans_file, split_lines, splittable_size
-
-    name = os.fspath(path)
-    if workers is None:
-        big = splittable_size(name) >= PARALLEL_BYTES
-        workers = min(4, len(os.sched_getaffinity(0))) if big else 1
-    parts = split_lines(name, workers) if workers > 1 else []
-
-    def one_pass() -> str:
-        return summarize(scan_spans_file(name, SUMMARY_KEYS, notes=notes), trace_id, notes)
-
-    if len(parts) < 2:
-        return one_pass()
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # "spawn": safe whatever threads the caller runs; the children import little.
-    context = multiprocessing.get_context("spawn")
-    try:
-        with ProcessPoolExecutor(
-            len(parts), mp_context=context, initializer=ignore_interrupts
-        ) as pool:
-            starts, ends = [a for a, _ in parts], [b for _, b in parts]
-            builders = list(pool.map(_scan_part, [name] * len(parts), starts, ends))
-        merged = builders[0]
-        for later in builders[1:]:
-            merged.merge(later)
-    except (ValueError, _Overlap):
-        # A malformed (or cut) line: read again in one pass, whose error names the line
-        # number; the same span in two parts: one pass counts it once.
-        return one_pass()
-    if notes is not None:
-        notes.duplicates += merged.duplicates
-    return merged.summary(trace_id).render()
-
-
-class SummaryProcessor(SpanProcessor):
-    """Collects a live run's spans as they end, for the summary printed at exit."""
-
-    def __init__(self) -> None:
-        self._builder = SummaryBuilder()
-        self._lock = threading.Lock()
-
-    def on_end(self, span: ReadableSpan) -> None:
-        """Fold the finished span into the summary."""
-        record = facts_of_readable_span(span)
-        with self._lock:
-            self._builder.add(record)
-
-    def summary(self, trace_id: str | None = None) -> TraceSummary:
-        """The aggregate of ``trace_id`` (or the latest run) so far."""
-        with self._lock:
-            return self._builder.summary(trace_id)

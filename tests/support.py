@@ -27,11 +27,10 @@ from runtime.limits import RunLimits
 from runtime.models import ModelClient
 from runtime.scenarios import ScenarioResult, run_scenario
 from runtime.scripted import Conversation, Reply, ScriptedModel
-from telemetry.live import LiveView
+from telemetry.live import LiveView, SummaryProcessor
 from telemetry.records import SpanRecord, from_readable_span
 from telemetry.setup import Telemetry
 from telemetry.spans import ContentPolicy, RunTelemetry
-from telemetry.summary import SummaryProcessor
 
 
 @dataclass

@@ -33,7 +33,8 @@ from telemetry.cost import (
     uncached_input,
 )
 from telemetry.records import SpanFacts
-from telemetry.summary import SUMMARY_KEYS, SummaryBuilder, summarize_file
+from telemetry.summary import SUMMARY_KEYS, SummaryBuilder
+from telemetry.summary_file import summarize_file
 
 SHIPPED = PriceTable.shipped()
 MODEL = "claude-opus-4-8"  # what the scripted runs ask for (tests/support.py)

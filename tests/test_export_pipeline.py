@@ -17,9 +17,10 @@ from runtime.agent import RunConfig
 from runtime.cli import main
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
+from telemetry.live import SummaryProcessor
 from telemetry.records import iter_spans_file
 from telemetry.setup import setup_telemetry
-from telemetry.summary import SummaryProcessor, summarize
+from telemetry.summary import summarize
 
 
 async def instant(_seconds: float) -> None:

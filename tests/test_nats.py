@@ -37,7 +37,7 @@ from runtime.scripted import Reply, ScriptedModel
 from runtime.teams import Agent, Team, scripts_of
 from telemetry.records import SpanRecord, iter_spans_file
 from telemetry.spans import RunTelemetry
-from telemetry.summary import summarize_file
+from telemetry.summary_file import summarize_file
 
 ROOT = Path(__file__).resolve().parent.parent
 RESEARCH = str(ROOT / "examples" / "research_team.py")

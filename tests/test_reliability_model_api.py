@@ -399,7 +399,7 @@ async def test_the_live_summary_and_the_spans_file_summary_agree_on_any_count(
 ) -> None:
     import orchestrace
     from orchestrace import Agent
-    from telemetry.summary import summarize_file
+    from telemetry.summary_file import summarize_file
 
     api.enqueue(_usage_message(input_tokens=input_tokens))
     model = AnthropicModel(base_url=api.url, api_key="sk-test-not-a-real-key", max_retries=0)

@@ -19,7 +19,7 @@ from runtime.cli import main
 from runtime.scripted import Reply
 from telemetry.profile import profile_file
 from telemetry.records import ReadNotes, iter_spans_file
-from telemetry.summary import summarize_file
+from telemetry.summary_file import summarize_file
 
 CLI = [sys.executable, "-m", "runtime.cli"]
 

@@ -17,7 +17,7 @@ from orchestrace import Agent, ConfigurationError, Team
 from runtime.cli import main
 from runtime.scripted import Reply
 from telemetry import settings
-from telemetry.summary import summarize_file
+from telemetry.summary_file import summarize_file
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

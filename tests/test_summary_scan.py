@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from runtime.cli import main
 from telemetry.records import iter_spans_file
 from telemetry.scan import split_lines
-from telemetry.summary import summarize, summarize_file
+from telemetry.summary import summarize
+from telemetry.summary_file import summarize_file
 
 
 def _run(path: Path, scenario: str) -> str:
