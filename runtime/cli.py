@@ -567,20 +567,20 @@ def _replace_unencodable(stream: TextIO) -> None:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``orchestrace`` console script."""
-    args = build_parser().parse_args(argv)
-    if out is None:
-        _replace_unencodable(sys.stdout)
-    stream = out if out is not None else sys.stdout
-    tune_process()
     try:
+        args = build_parser().parse_args(argv)
+        if out is None:
+            _replace_unencodable(sys.stdout)
+        stream = out if out is not None else sys.stdout
+        tune_process()
         if args.command == "run":
             return cmd_run(args, stream)
         if args.command == "profile":
             return cmd_profile(args, stream)
         return cmd_summary(args, stream)
     except KeyboardInterrupt:
-        # Ctrl-C while summary or profile reads or prints (a run handles SIGINT itself,
-        # except while it loads): the conventional 128 + SIGINT, no traceback.
+        # Ctrl-C while summary or profile reads or prints, or before a run has started
+        # (a run handles SIGINT itself): the conventional 128 + SIGINT, no traceback.
         return 128 + _SIGNALS["SIGINT"]
     except BrokenPipeError:
         # The reader went away (`orchestrace profile FILE | head`): end quietly, and keep
