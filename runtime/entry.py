@@ -11,9 +11,11 @@ import signal
 
 
 def main() -> int:
-    """Import the command and run it; 130 if interrupted while importing."""
+    """Import the command and run it; 130 if interrupted while importing (or between the
+    two, before the command's own handling begins)."""
     try:
         from runtime.cli import main as command
+
+        return command()
     except KeyboardInterrupt:
         return 128 + int(signal.SIGINT)
-    return command()
