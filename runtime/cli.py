@@ -59,6 +59,11 @@ environment:
                          seconds a thread waits for the GIL before asking for it (default
                          0.001, so agents wait less on exporter threads; "python" keeps
                          Python's 0.005)
+  ORCHESTRACE_SHUTDOWN_TIMEOUT, ORCHESTRACE_SHUTDOWN_CEILING
+                         at exit, seconds to wait on exporters without progress (default
+                         3) and in all while they progress (default 60)
+  every variable, what it accepts and what a bad value does (exit 2, or a warning and
+  the default): the README's "Environment variables" table
 """
 
 RUN_EPILOG: Final = (
