@@ -63,6 +63,11 @@ environment:
                          seconds a thread waits for the GIL before asking for it (default
                          0.001, so agents wait less on exporter threads; "python" keeps
                          Python's 0.005)
+  ORCHESTRACE_SHUTDOWN_TIMEOUT, ORCHESTRACE_SHUTDOWN_CEILING
+                         at exit, seconds to wait on exporters without progress (default
+                         3) and in all while they progress (default 60)
+  every variable, what it accepts and what a bad value does (exit 2, or a warning and
+  the default): the README's "Environment variables" table
 """
 
 RUN_EPILOG: Final = (
@@ -844,12 +849,12 @@ def _replace_unencodable(stream: TextIO) -> None:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``orchestrace`` console script."""
-    args = build_parser().parse_args(argv)
-    if out is None:
-        _replace_unencodable(sys.stdout)
-    stream = out if out is not None else sys.stdout
-    tune_process()
     try:
+        args = build_parser().parse_args(argv)
+        if out is None:
+            _replace_unencodable(sys.stdout)
+        stream = out if out is not None else sys.stdout
+        tune_process()
         if args.command == "run":
             return cmd_run(args, stream)
         if args.command == "profile":
@@ -858,8 +863,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return cmd_worker(args, stream)
         return cmd_summary(args, stream)
     except KeyboardInterrupt:
-        # Ctrl-C while summary or profile reads or prints (a run handles SIGINT itself,
-        # except while it loads): the conventional 128 + SIGINT, no traceback.
+        # Ctrl-C while summary or profile reads or prints, or before a run has started
+        # (a run handles SIGINT itself): the conventional 128 + SIGINT, no traceback.
         return 128 + _SIGNALS["SIGINT"]
     except BrokenPipeError:
         # The reader went away (`orchestrace profile FILE | head`): end quietly, and keep

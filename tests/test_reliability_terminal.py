@@ -143,3 +143,46 @@ def test_ctrl_c_while_the_exit_waits_on_a_collector_still_prints_the_summary(
     assert b"Run spawn" in out  # the summary
     assert b"telemetry: otlp/http/protobuf: 0 of " in out  # what was not sent
     assert (tmp_path / "orchestrace-spans.jsonl").stat().st_size > 0
+
+
+@pytest.mark.parametrize("module", ["telemetry.redact", "runtime.defaults", "runtime.cli"])
+def test_ctrl_c_while_the_command_imports_ends_quietly_with_130(module: str) -> None:
+    """SIGINT as soon as ``module`` has been imported (``-X importtime`` says when, on
+    stderr): the command is still importing, or has just started reading; either way 130
+    and no traceback."""
+    read_end, write_end = os.pipe()  # standard input held open: the command waits on it
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-c",
+            "import sys; from runtime.entry import main; sys.exit(main())",
+            "summary",
+            "-",
+        ],
+        stdin=read_end,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    lines: list[bytes] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if line.split(b"|")[-1].strip() == module.encode():
+                proc.send_signal(signal.SIGINT)
+                break
+        else:
+            pytest.fail(f"{module} was never imported")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert b"Traceback" not in err
+    assert b"KeyboardInterrupt" not in err
+    assert out == b""
