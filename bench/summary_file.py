@@ -35,7 +35,7 @@ from bench.workloads import MODEL, UNLIMITED, Ring, _drive
 from runtime.agent import RunConfig, RunContext
 from runtime.hub import Hub
 from runtime.scripted import ScriptedModel
-from telemetry.export import encode_spans_json
+from telemetry.otlp_json import encode_spans_json
 from telemetry.spans import ContentPolicy, RunTelemetry
 
 #: Ids of the template's spans are ``00000000`` + a sequence number; each copy of the

@@ -24,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from telemetry import semconv as sc
-from telemetry.records import SpanRecord, iter_otlp_json
+from telemetry.otlp_json import iter_otlp_json
+from telemetry.records import SpanRecord
 
 #: Seconds to wait for Jaeger to answer one request.
 DEFAULT_TIMEOUT: Final = 10.0

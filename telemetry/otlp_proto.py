@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.util.types import Attributes
 
-from telemetry.export import _INT64_MAX, _INT64_MIN
+from telemetry.otlp_json import INT64_MAX, INT64_MIN
 
 __all__ = ["FastEncoder", "Unencodable", "encode_spans_protobuf"]
 
@@ -87,7 +87,7 @@ def _text(tag: bytes, value: str) -> bytes:
 
 
 def _int(value: int) -> bytes:
-    if not _INT64_MIN <= value <= _INT64_MAX:
+    if not INT64_MIN <= value <= INT64_MAX:
         raise Unencodable(f"integer {value} is outside int64")
     return _varint(value & _UINT64_MASK)
 

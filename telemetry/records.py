@@ -20,10 +20,8 @@ file compares equal to the record made from the live span:
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple, TypeAlias
@@ -36,10 +34,6 @@ from opentelemetry.util.types import Attributes
 #: An attribute value: str, bool, int, float, or a tuple of those.
 AttrValue: TypeAlias = str | bool | int | float | tuple["AttrValue", ...]
 
-#: OTLP ``SpanKind`` enum values (their index) and names (``SPAN_KIND_`` + name).
-_KINDS: Final = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
-#: OTLP ``Status.code`` enum values (their index) and names (``STATUS_CODE_`` + name).
-_STATUS: Final = ("UNSET", "OK", "ERROR")
 
 _KIND_NAME: Final[dict[SpanKind, str]] = {kind: kind.name for kind in SpanKind}
 _STATUS_NAME: Final[dict[StatusCode, str]] = {code: code.name for code in StatusCode}
@@ -158,7 +152,7 @@ def _json_native(value: object) -> object:
     return str(value)
 
 
-def _kvlist_text(mapping: object) -> str:
+def kvlist_text(mapping: object) -> str:
     return json.dumps(mapping, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -177,7 +171,7 @@ def _sdk_value(value: object) -> AttrValue | None:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, Mapping):
-        return _kvlist_text(_json_native(value))
+        return kvlist_text(_json_native(value))
     if isinstance(value, Sequence):
         items = (_sdk_value(v) for v in value)
         return tuple("" if v is None else v for v in items)
@@ -285,206 +279,3 @@ def from_readable_span(span: ReadableSpan) -> SpanRecord:
         else (),
         _resource_attributes(span.resource),
     )
-
-
-# --- OTLP/JSON ---------------------------------------------------------------------------
-def _json_any(value: Mapping[str, Any]) -> object:
-    """An OTLP/JSON ``AnyValue`` as plain JSON data (inside key/value lists)."""
-    for key, inner in value.items():
-        if key == "stringValue":
-            return str(inner)
-        if key == "intValue":
-            return int(inner)
-        if key == "boolValue":
-            return bool(inner)
-        if key == "doubleValue":
-            return float(inner)
-        if key == "arrayValue":
-            return [_json_any(v) for v in (inner or {}).get("values") or ()]
-        if key == "kvlistValue":
-            return {
-                str(kv["key"]): _json_any(kv.get("value") or {})
-                for kv in (inner or {}).get("values") or ()
-            }
-        if key == "bytesValue":
-            return str(inner)
-    return None
-
-
-def _otlp_value(value: Mapping[str, Any]) -> AttrValue | None:
-    """An OTLP/JSON ``AnyValue`` as an :data:`AttrValue` (``None`` if empty)."""
-    for key, inner in value.items():
-        if key == "stringValue":
-            return str(inner)
-        if key == "intValue":  # a decimal string per the spec; some producers write numbers
-            return int(inner)
-        if key == "boolValue":
-            return bool(inner)
-        if key == "doubleValue":  # a number, or "NaN" / "Infinity" / "-Infinity"
-            return float(inner)
-        if key == "arrayValue":
-            items = (_otlp_value(v) for v in (inner or {}).get("values") or ())
-            return tuple("" if v is None else v for v in items)
-        if key == "kvlistValue":
-            return _kvlist_text(_json_any(value))
-        if key == "bytesValue":
-            return str(inner)
-    return None
-
-
-def _otlp_attributes(items: Iterable[Mapping[str, Any]] | None) -> dict[str, AttrValue]:
-    out: dict[str, AttrValue] = {}
-    if items:
-        for kv in items:
-            value = kv.get("value")
-            if not value:
-                continue
-            text = value.get("stringValue")  # by far the most common: no call needed
-            if text.__class__ is str:
-                out[kv["key"]] = text
-                continue
-            converted = _otlp_value(value)
-            if converted is not None:
-                out[kv["key"]] = converted
-    return out
-
-
-def _otlp_id(value: Any, digits: int) -> str:
-    """A trace or span id as lowercase hex; protobuf's base64 form is accepted too."""
-    if not value:
-        return ""
-    text = str(value)
-    if len(text) != digits:
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) * 2 == digits:
-            return raw.hex()
-    return text.lower()
-
-
-def _enum(value: Any, names: tuple[str, ...], prefix: str) -> str:
-    if isinstance(value, int):
-        return names[value] if 0 <= value < len(names) else names[0]
-    if isinstance(value, str):
-        name = value.removeprefix(prefix)
-        if name in names:
-            return name
-        if name.isdigit():
-            return _enum(int(name), names, prefix)
-    return names[0]
-
-
-def _enum_table(names: tuple[str, ...], prefix: str) -> dict[object, str]:
-    """Every spelling of the enum: its number, its OTLP name, the bare name."""
-    table: dict[object, str] = {}
-    for number, name in enumerate(names):
-        table[number] = table[prefix + name] = table[name] = name
-    return table
-
-
-_KIND_OF: Final = _enum_table(_KINDS, "SPAN_KIND_")
-_KIND_OF[0] = _KIND_OF["SPAN_KIND_UNSPECIFIED"] = _KIND_OF["UNSPECIFIED"] = "INTERNAL"
-_STATUS_OF: Final = _enum_table(_STATUS, "STATUS_CODE_")
-
-
-def _otlp_span(s: Mapping[str, Any], resource: Mapping[str, AttrValue]) -> SpanRecord:
-    status = s.get("status") or {}
-    kind = s.get("kind", 0)
-    code = status.get("code", 0)
-    parent = s.get("parentSpanId")
-    links = s.get("links")
-    events = s.get("events")
-    return SpanRecord(
-        trace_id=_otlp_id(s.get("traceId"), 32),
-        span_id=_otlp_id(s.get("spanId"), 16),
-        parent_span_id=_otlp_id(parent, 16) if parent else None,
-        name=str(s.get("name", "")),
-        kind=_KIND_OF.get(kind) or _KIND_OF[_enum(kind, _KINDS, "SPAN_KIND_")],
-        start_ns=int(s.get("startTimeUnixNano") or 0),
-        end_ns=int(s.get("endTimeUnixNano") or 0),
-        status=_STATUS_OF.get(code) or _enum(code, _STATUS, "STATUS_CODE_"),
-        status_message=str(status.get("message") or ""),
-        attributes=_otlp_attributes(s.get("attributes")),
-        links=tuple(
-            [
-                LinkRecord(
-                    _otlp_id(link.get("traceId"), 32),
-                    _otlp_id(link.get("spanId"), 16),
-                    _otlp_attributes(link.get("attributes")),
-                )
-                for link in links
-            ]
-        )
-        if links
-        else (),
-        events=tuple(
-            [
-                EventRecord(
-                    str(e.get("name", "")),
-                    int(e.get("timeUnixNano") or 0),
-                    _otlp_attributes(e.get("attributes")),
-                )
-                for e in events
-            ]
-        )
-        if events
-        else (),
-        resource=resource,
-    )
-
-
-def iter_otlp_json(resource_spans: Iterable[Mapping[str, Any]]) -> Iterator[SpanRecord]:
-    """The spans of OTLP/JSON ``resourceSpans`` entries.
-
-    Accepts what the OTLP/JSON spec defines (hex ids, integer enums, 64-bit integers as
-    decimal strings) and the common variations: enum names (``"SPAN_KIND_CLIENT"``,
-    ``"STATUS_CODE_ERROR"``), numbers for 64-bit integers, base64 ids (protobuf's generic
-    JSON mapping) and the pre-1.0 ``instrumentationLibrarySpans`` key.
-    """
-    for rs in resource_spans:
-        resource: Mapping[str, AttrValue] = MappingProxyType(
-            _otlp_attributes((rs.get("resource") or {}).get("attributes"))
-        )
-        scopes = rs.get("scopeSpans")
-        if scopes is None:
-            scopes = rs.get("instrumentationLibrarySpans")
-        for ss in scopes or ():
-            for s in ss.get("spans") or ():
-                yield _otlp_span(s, resource)
-
-
-def _document_resource_spans(document: Any) -> Any:
-    """The ``resourceSpans`` list of one OTLP/JSON document (bare or Jaeger-wrapped)."""
-    if not isinstance(document, dict):
-        raise ValueError(f"expected a JSON object, found {type(document).__name__}")
-    if "resourceSpans" in document:
-        return document["resourceSpans"] or ()
-    result = document.get("result")
-    if isinstance(result, dict):
-        return result.get("resourceSpans") or ()
-    return ()  # another signal's line (resourceMetrics, resourceLogs) in a shared file
-
-
-def iter_spans_file(path: str | os.PathLike[str]) -> Iterator[SpanRecord]:
-    """Stream the spans of an OTLP/JSON-lines file, one line at a time.
-
-    Each line is one ``{"resourceSpans": [...]}`` object (the Collector's ``file`` exporter
-    and :class:`telemetry.export.OTLPJsonLinesExporter` write this; a Jaeger
-    ``{"result": {...}}`` object is accepted too). Memory is bounded by the longest line,
-    not the file. Blank lines are skipped; a malformed line raises :class:`ValueError`
-    naming the file and the line number.
-    """
-    name = os.fspath(path)
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                records = list(iter_otlp_json(_document_resource_spans(json.loads(line))))
-            except (ValueError, AttributeError, KeyError, TypeError) as exc:
-                raise ValueError(
-                    f"{name!s}: line {number}: malformed OTLP/JSON line: {exc}"
-                ) from exc
-            yield from records

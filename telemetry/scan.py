@@ -35,21 +35,18 @@ from typing import BinaryIO, Final
 
 import msgspec
 
-from telemetry.records import (
-    _KIND_OF,
-    _KINDS,
-    _STATUS,
-    _STATUS_OF,
-    AttrValue,
-    LinkRecord,
-    ReadNotes,
-    SpanFacts,
-    _document_resource_spans,
-    _enum,
-    _otlp_id,
-    _otlp_value,
+from telemetry.otlp_json import (
+    KIND_OF,
+    KINDS,
+    STATUS_OF,
+    STATUSES,
+    document_resource_spans,
+    enum_name,
     iter_otlp_json,
+    otlp_id,
+    otlp_value,
 )
+from telemetry.records import AttrValue, LinkRecord, ReadNotes, SpanFacts
 
 _ABSENT: Final = msgspec.Raw()
 
@@ -158,9 +155,9 @@ def _value(value: _AnyValue) -> AttrValue | None:
     if value.doubleValue is not None:
         return float(value.doubleValue)
     if value.arrayValue:
-        return _otlp_value({"arrayValue": msgspec.json.decode(value.arrayValue)})
+        return otlp_value({"arrayValue": msgspec.json.decode(value.arrayValue)})
     if value.kvlistValue:
-        return _otlp_value({"kvlistValue": msgspec.json.decode(value.kvlistValue)})
+        return otlp_value({"kvlistValue": msgspec.json.decode(value.kvlistValue)})
     if value.bytesValue is not None:
         return value.bytesValue
     return None
@@ -176,7 +173,7 @@ class _Reader:
     def trace_id(self, raw: str | None) -> str:
         found = self.trace_ids.get(raw)
         if found is None:
-            found = self.trace_ids[raw] = _otlp_id(raw, 32)
+            found = self.trace_ids[raw] = otlp_id(raw, 32)
         return found
 
     def spans(self, document: _Document) -> Iterator[SpanFacts]:
@@ -202,7 +199,7 @@ class _Reader:
                         self.trace_id(s.traceId),
                         int(s.startTimeUnixNano or 0),
                         int(s.endTimeUnixNano or 0),
-                        _STATUS_OF.get(code or 0) or _enum(code, _STATUS, "STATUS_CODE_"),
+                        STATUS_OF.get(code or 0) or enum_name(code, STATUSES, "STATUS_CODE_"),
                         attributes,
                         s.spanId or "",
                     )
@@ -219,7 +216,7 @@ def _general(line: bytes, keys: frozenset[str]) -> list[SpanFacts]:
             {k: v for k, v in r.attributes.items() if k in keys},
             r.span_id,
         )
-        for r in iter_otlp_json(_document_resource_spans(msgspec.json.decode(line)))
+        for r in iter_otlp_json(document_resource_spans(msgspec.json.decode(line)))
     ]
 
 
@@ -452,13 +449,13 @@ class _TreeReader(_Reader):
                             trace,
                             span_id.lower()
                             if span_id is not None and len(span_id) == 16
-                            else _otlp_id(span_id, 16),
+                            else otlp_id(span_id, 16),
                             self.parent_id(parent) if parent else None,
                             texts.setdefault(s.name, s.name),
-                            _KIND_OF.get(kind) or _KIND_OF[_enum(kind, _KINDS, "SPAN_KIND_")],
+                            KIND_OF.get(kind) or KIND_OF[enum_name(kind, KINDS, "SPAN_KIND_")],
                             int(s.startTimeUnixNano or 0),
                             int(s.endTimeUnixNano or 0),
-                            _STATUS_OF.get(code or 0) or _enum(code, _STATUS, "STATUS_CODE_"),
+                            STATUS_OF.get(code or 0) or enum_name(code, STATUSES, "STATUS_CODE_"),
                             attributes,
                             self.links(links) if links else (),
                         )
@@ -467,7 +464,7 @@ class _TreeReader(_Reader):
 
     def parent_id(self, raw: str) -> str:
         """A parent span id: many spans share one, so one copy of each is kept."""
-        parent = raw.lower() if len(raw) == 16 else _otlp_id(raw, 16)
+        parent = raw.lower() if len(raw) == 16 else otlp_id(raw, 16)
         return self.texts.setdefault(parent, parent)
 
     def links(self, links: list[_Link]) -> tuple[LinkRecord, ...]:
@@ -475,7 +472,7 @@ class _TreeReader(_Reader):
             [
                 LinkRecord(
                     self.trace_id(link.traceId),
-                    _otlp_id(link.spanId, 16),
+                    otlp_id(link.spanId, 16),
                     self.attributes(link.attributes, self.link_keys),
                 )
                 for link in links
@@ -505,7 +502,7 @@ class _TreeReader(_Reader):
                     for link in r.links
                 ),
             )
-            for r in iter_otlp_json(_document_resource_spans(msgspec.json.decode(line)))
+            for r in iter_otlp_json(document_resource_spans(msgspec.json.decode(line)))
             if wanted is None or r.trace_id == wanted
         ]
 

@@ -25,7 +25,7 @@ from support import Traced, span_tree
 
 import orchestrace
 from orchestrace import AnthropicModel, ModelRequest, RunResult, ScriptedModel, Team
-from telemetry.records import iter_spans_file
+from telemetry.otlp_json import iter_spans_file
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

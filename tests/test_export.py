@@ -34,8 +34,9 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from telemetry.export import OTLPJsonLinesExporter, RedactingSpanExporter, encode_spans_json
-from telemetry.records import SpanRecord, from_readable_span, iter_otlp_json, iter_spans_file
+from telemetry.export import OTLPJsonLinesExporter, RedactingSpanExporter
+from telemetry.otlp_json import encode_spans_json, iter_otlp_json, iter_spans_file
+from telemetry.records import SpanRecord, from_readable_span
 
 CHILD_ATTRIBUTES: dict[str, Any] = {
     "gen_ai.operation.name": "chat",

@@ -18,7 +18,7 @@ from runtime.cli import main
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
 from telemetry.live import SummaryProcessor
-from telemetry.records import iter_spans_file
+from telemetry.otlp_json import iter_spans_file
 from telemetry.setup import setup_telemetry
 from telemetry.summary import summarize
 

@@ -35,7 +35,8 @@ from runtime.nats_hub import NatsHub, connect
 from runtime.runner import execute
 from runtime.scripted import Reply, ScriptedModel
 from runtime.teams import Agent, Team, scripts_of
-from telemetry.records import SpanRecord, iter_spans_file
+from telemetry.otlp_json import iter_spans_file
+from telemetry.records import SpanRecord
 from telemetry.spans import RunTelemetry
 from telemetry.summary_file import summarize_file
 

@@ -36,7 +36,7 @@ from runtime.cli import main
 from runtime.hub import Hub
 from runtime.scenarios import run_scenario
 from telemetry import semconv as sc
-from telemetry.export import encode_spans_json
+from telemetry.otlp_json import encode_spans_json
 from telemetry.profile import (
     NO_MESSAGE,
     Profile,

@@ -25,7 +25,7 @@ from test_profile import EPOCH, T0, Recorded, S, Spans, run_on_fake_time
 from test_summary_scan import _respell
 
 import telemetry.profile as profile_module
-from telemetry.export import encode_spans_json
+from telemetry.otlp_json import encode_spans_json, iter_spans_file
 from telemetry.profile import (
     LINK_KEYS,
     PROFILE_KEYS,
@@ -37,7 +37,7 @@ from telemetry.profile import (
     profile_file,
 )
 from telemetry.profile_render import _BAR, _bar, render_mermaid, render_text
-from telemetry.records import SpanRecord, iter_spans_file
+from telemetry.records import SpanRecord
 from telemetry.scan import scan_span_tree
 
 REPO = Path(__file__).resolve().parent.parent

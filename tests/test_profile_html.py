@@ -167,7 +167,7 @@ def test_non_finite_numbers_do_not_break_the_data() -> None:
 # --- the command ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def spans_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from telemetry.export import encode_spans_json
+    from telemetry.otlp_json import encode_spans_json
 
     path = tmp_path_factory.mktemp("report") / "spans.jsonl"
     path.write_text(encode_spans_json(run_on_fake_time("spawn", EPOCH)) + "\n")
@@ -215,7 +215,7 @@ def test_an_unwritable_report_is_one_line_and_exit_2(
 
 
 def _records(path: Path) -> list[Any]:
-    from telemetry.records import iter_spans_file
+    from telemetry.otlp_json import iter_spans_file
 
     return list(iter_spans_file(path))
 

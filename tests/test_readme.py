@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.records import SpanRecord, iter_spans_file
+from telemetry.otlp_json import iter_spans_file
+from telemetry.records import SpanRecord
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TASK = "What are span links?"

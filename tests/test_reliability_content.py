@@ -30,7 +30,7 @@ from runtime.scripted import Conversation, Reply, ScriptedModel
 from runtime.subagents import sleep_tool
 from runtime.tools import Tool, ToolCall
 from telemetry import semconv as sc
-from telemetry.records import iter_spans_file
+from telemetry.otlp_json import iter_spans_file
 from telemetry.setup import setup_telemetry
 
 CANARY = "CANARY"

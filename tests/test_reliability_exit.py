@@ -28,7 +28,8 @@ from runtime.agent import RunConfig
 from runtime.hub import AgentState
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
-from telemetry.records import SpanRecord, iter_spans_file
+from telemetry.otlp_json import iter_spans_file
+from telemetry.records import SpanRecord
 
 #: A signalled run must be gone this soon (it flushes a local file, nothing else). A hang
 #: detector, generous for a loaded 2-core machine where three interpreters run at once.

@@ -17,8 +17,9 @@ import orchestrace
 from orchestrace import Agent, Team
 from runtime.cli import main
 from runtime.scripted import Reply
+from telemetry.otlp_json import iter_spans_file
 from telemetry.profile import profile_file
-from telemetry.records import ReadNotes, iter_spans_file
+from telemetry.records import ReadNotes
 from telemetry.summary_file import summarize_file
 
 CLI = [sys.executable, "-m", "runtime.cli"]

@@ -31,7 +31,7 @@ from runtime.agent import RunConfig
 from runtime.cli import main
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
-from telemetry.records import iter_spans_file
+from telemetry.otlp_json import iter_spans_file
 from telemetry.setup import setup_telemetry
 
 SHUTDOWN_TIMEOUT = 1.0  # ORCHESTRACE_SHUTDOWN_TIMEOUT for these runs

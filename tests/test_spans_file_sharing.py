@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from telemetry.records import iter_spans_file
+from telemetry.otlp_json import iter_spans_file
 
 CLI = [sys.executable, "-m", "runtime.cli"]
 

@@ -39,7 +39,7 @@ from runtime.hub import AgentState
 from runtime.models import AnthropicModel, ModelClient, ModelRequest
 from runtime.scripted import FIRST_TOKEN_SHARE, Reply, ScriptedModel
 from runtime.tools import tool
-from telemetry.records import iter_spans_file
+from telemetry.otlp_json import iter_spans_file
 
 MODEL = "claude-test-model"
 TTFT = "gen_ai.response.time_to_first_chunk"

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.cli import main
-from telemetry.records import iter_spans_file
+from telemetry.otlp_json import iter_spans_file
 from telemetry.scan import split_lines
 from telemetry.summary import summarize
 from telemetry.summary_file import summarize_file
