@@ -46,3 +46,23 @@ def test_the_readers_find_imports_at_all() -> None:
     package imports the runtime."""
     assert any(m.startswith("telemetry.") for _, _, m in imports("runtime"))
     assert any(m.startswith("runtime.") for _, _, m in imports("orchestrace"))
+
+
+def test_no_private_name_is_imported_across_modules() -> None:
+    """A module's ``_name`` is its own: another module that needs it needs a public name."""
+    private = []
+    for package in ALLOWED:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.ImportFrom)
+                    and node.module
+                    and node.module.split(".")[0] in ALLOWED
+                ):
+                    private += [
+                        f"{package}/{path.name}:{node.lineno} imports {node.module}.{a.name}"
+                        for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")
+                    ]
+    assert private == []
