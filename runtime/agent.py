@@ -26,14 +26,13 @@ from runtime.hub import (
     PostResult,
     TransportError,
     WakeReason,
-    render_messages,
 )
 from runtime.limits import Budget, LimitExceeded, RunLimits
 from runtime.models import ModelClient, ModelRequest
+from runtime.prompts import render_messages
 from runtime.tools import (
-    SEND_MESSAGE,
-    WAIT_FOR_MESSAGE,
     AgentTool,
+    Schema,
     Tool,
     ToolCall,
     ToolContext,
@@ -46,6 +45,36 @@ if TYPE_CHECKING:
     from runtime.teams import Team
 
 log = get_logger("orchestrace.agent")
+
+# --- the messaging tools (their handlers are AgentRun._send_message and _wait_for_message)
+SEND_MESSAGE: Final[Schema] = {
+    "name": "send_message",
+    "description": (
+        "Send a message to one or more other agents. It will appear appended to their next tool "
+        "result. This is the ONLY way to reach other agents — plain text in your turn goes nowhere."
+    ),
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "recipient_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "content": {"type": "string"},
+        },
+        "required": ["recipient_ids", "content"],
+        "additionalProperties": False,
+    },
+}
+
+WAIT_FOR_MESSAGE: Final[Schema] = {
+    "name": "wait_for_message",
+    "description": (
+        "Block until another agent messages you. Note: messages also arrive automatically appended "
+        "to the result of ANY other tool call, so only use this when you have nothing else to do."
+    ),
+    "input_schema": {"type": "object", "properties": {}, "additionalProperties": False},
+}
+
+#: Their names.
+MESSAGING_TOOL_NAMES: Final = frozenset({SEND_MESSAGE["name"], WAIT_FOR_MESSAGE["name"]})
 
 NO_SENDERS_RESULT: Final = (
     "woke: no one can send you a message (every other agent has ended or is waiting)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from runtime.agent import AgentResult, AgentSpec, RunContext, run_agent
 from runtime.errors import ToolError
@@ -13,16 +13,72 @@ from runtime.hub import AgentState
 from runtime.limits import LimitExceeded
 from runtime.teams import Agent, spawned_system_prompt
 from runtime.tools import (
-    CREATE_SUBAGENTS,
-    GET_STATUS,
-    KILL_SUBAGENTS,
-    SLEEP,
     Schema,
     Tool,
     ToolCall,
     ToolContext,
 )
 from telemetry.spans import current_context
+
+# --- the team tools (their handlers are below) ---------------------------------------------
+SLEEP: Final[Schema] = {
+    "name": "sleep",
+    "description": "Sleep for the given number of seconds, then return.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"seconds": {"type": "integer", "minimum": 0, "maximum": 10}},
+        "required": ["seconds"],
+        "additionalProperties": False,
+    },
+}
+
+MAX_SUBAGENTS_PER_CALL: Final = 10
+
+CREATE_SUBAGENTS: Final[Schema] = {
+    "name": "create_subagents",
+    "description": (
+        "Spawn helper subagents. Returns immediately — helpers run concurrently in the "
+        "background in parallel with you. Each gets base_instruction, optionally + "
+        "per_subagent_instructions[i]."
+    ),
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "base_instruction": {"type": "string"},
+            "per_subagent_instructions": {
+                "type": "array",
+                "items": {"type": "string"},
+                "maxItems": MAX_SUBAGENTS_PER_CALL,
+            },
+        },
+        "required": ["base_instruction"],
+        "additionalProperties": False,
+    },
+}
+
+GET_STATUS: Final[Schema] = {
+    "name": "get_status",
+    "description": "Status of every helper (active / idling / done / crashed / killed).",
+    "input_schema": {"type": "object", "properties": {}, "additionalProperties": False},
+}
+
+KILL_SUBAGENTS: Final[Schema] = {
+    "name": "kill_subagents",
+    "description": "Cancel running helpers you no longer need.",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "subagent_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1}
+        },
+        "required": ["subagent_ids"],
+        "additionalProperties": False,
+    },
+}
+
+#: The names of the tools a lead with templates gets.
+SUBAGENT_TOOL_NAMES: Final = frozenset(
+    s["name"] for s in (CREATE_SUBAGENTS, GET_STATUS, KILL_SUBAGENTS)
+)
 
 HELPER_ROLE = "helper"
 

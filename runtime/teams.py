@@ -14,26 +14,23 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from runtime.agent import AgentResult, AgentSpec, RunContext, run_agent
+from runtime.agent import MESSAGING_TOOL_NAMES, AgentResult, AgentSpec, RunContext, run_agent
 from runtime.errors import ConfigurationError
 from runtime.hub import SYSTEM_SENDER
 from runtime.scripted import Reply, Script
 from runtime.tools import (
-    CREATE_SUBAGENTS,
-    GET_STATUS,
-    KILL_SUBAGENTS,
-    SEND_MESSAGE,
-    WAIT_FOR_MESSAGE,
     AgentTool,
     as_tool,
 )
 from telemetry.spans import current_context
 
-#: Tool names the runtime gives agents itself; a user tool may not take them.
-RESERVED_TOOL_NAMES: Final = frozenset(
-    s["name"]
-    for s in (SEND_MESSAGE, WAIT_FOR_MESSAGE, CREATE_SUBAGENTS, GET_STATUS, KILL_SUBAGENTS)
-)
+
+def reserved_tool_names() -> frozenset[str]:
+    """Tool names the runtime gives agents itself; a user tool may not take them."""
+    from runtime.subagents import SUBAGENT_TOOL_NAMES  # it imports this module
+
+    return MESSAGING_TOOL_NAMES | SUBAGENT_TOOL_NAMES
+
 
 #: What the Messages API accepts as a tool name.
 _TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -126,7 +123,7 @@ class Agent:
                     f"agent {self.name!r}: tool name {name!r} must be 1 to 64 letters, digits, "
                     "'_' or '-' (the Messages API's rule); use @tool(name=...)"
                 )
-            if name in RESERVED_TOOL_NAMES:
+            if name in reserved_tool_names():
                 raise ConfigurationError(
                     f"agent {self.name!r}: tool name {name!r} is the runtime's own; rename it"
                 )

@@ -1,9 +1,12 @@
 """Tools: the dict-schema :class:`Tool`, :class:`FunctionTool` built from a Python function's
-signature (``@tool``), the :class:`ToolContext` a tool may ask for, and the built-in schemas.
+signature (``@tool``), and the :class:`ToolContext` a tool may ask for.
 
-The built-in schemas are the original cookbook's, with ``additionalProperties: false`` so that
-a misspelt field is reported instead of silently ignored. Every tool input is validated before
-the handler runs; a violation becomes an ``is_error`` tool result the model can act on.
+Every tool input is validated before the handler runs; a violation becomes an ``is_error``
+tool result the model can act on. The runtime's own tools live next to their handlers:
+``send_message`` and ``wait_for_message`` in :mod:`runtime.agent`, ``sleep``,
+``create_subagents``, ``get_status`` and ``kill_subagents`` in :mod:`runtime.subagents`
+(the original cookbook's schemas, with ``additionalProperties: false`` so that a misspelt
+field is reported instead of silently ignored).
 """
 
 from __future__ import annotations
@@ -26,86 +29,6 @@ from opentelemetry.trace import Span
 from runtime.errors import ToolError
 
 Schema = dict[str, Any]
-
-SEND_MESSAGE: Final[Schema] = {
-    "name": "send_message",
-    "description": (
-        "Send a message to one or more other agents. It will appear appended to their next tool "
-        "result. This is the ONLY way to reach other agents — plain text in your turn goes nowhere."
-    ),
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "recipient_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            "content": {"type": "string"},
-        },
-        "required": ["recipient_ids", "content"],
-        "additionalProperties": False,
-    },
-}
-
-WAIT_FOR_MESSAGE: Final[Schema] = {
-    "name": "wait_for_message",
-    "description": (
-        "Block until another agent messages you. Note: messages also arrive automatically appended "
-        "to the result of ANY other tool call, so only use this when you have nothing else to do."
-    ),
-    "input_schema": {"type": "object", "properties": {}, "additionalProperties": False},
-}
-
-SLEEP: Final[Schema] = {
-    "name": "sleep",
-    "description": "Sleep for the given number of seconds, then return.",
-    "input_schema": {
-        "type": "object",
-        "properties": {"seconds": {"type": "integer", "minimum": 0, "maximum": 10}},
-        "required": ["seconds"],
-        "additionalProperties": False,
-    },
-}
-
-MAX_SUBAGENTS_PER_CALL: Final = 10
-
-CREATE_SUBAGENTS: Final[Schema] = {
-    "name": "create_subagents",
-    "description": (
-        "Spawn helper subagents. Returns immediately — helpers run concurrently in the "
-        "background in parallel with you. Each gets base_instruction, optionally + "
-        "per_subagent_instructions[i]."
-    ),
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "base_instruction": {"type": "string"},
-            "per_subagent_instructions": {
-                "type": "array",
-                "items": {"type": "string"},
-                "maxItems": MAX_SUBAGENTS_PER_CALL,
-            },
-        },
-        "required": ["base_instruction"],
-        "additionalProperties": False,
-    },
-}
-
-GET_STATUS: Final[Schema] = {
-    "name": "get_status",
-    "description": "Status of every helper (active / idling / done / crashed / killed).",
-    "input_schema": {"type": "object", "properties": {}, "additionalProperties": False},
-}
-
-KILL_SUBAGENTS: Final[Schema] = {
-    "name": "kill_subagents",
-    "description": "Cancel running helpers you no longer need.",
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "subagent_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1}
-        },
-        "required": ["subagent_ids"],
-        "additionalProperties": False,
-    },
-}
 
 
 @dataclass(frozen=True, slots=True)

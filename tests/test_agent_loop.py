@@ -171,7 +171,8 @@ async def test_wait_timeout_is_configurable(traced: Traced) -> None:
 
 
 async def test_a_crashing_tool_is_an_error_result_not_a_crash(traced: Traced) -> None:
-    from runtime.tools import SLEEP, Tool
+    from runtime.subagents import SLEEP
+    from runtime.tools import Tool
 
     async def broken(_call: object) -> str:
         raise RuntimeError("disk on fire")

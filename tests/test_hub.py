@@ -7,15 +7,8 @@ import asyncio
 import pytest
 
 from runtime.agent import describe_post
-from runtime.hub import (
-    RECEIVED_HEADER,
-    AgentState,
-    DeliveryOutcome,
-    Envelope,
-    Hub,
-    WakeReason,
-    render_messages,
-)
+from runtime.hub import AgentState, DeliveryOutcome, Envelope, Hub, WakeReason
+from runtime.prompts import RECEIVED_HEADER, render_messages
 
 
 def envelope(sender: str, recipient: str, content: str = "hi", n: int = 1) -> Envelope:

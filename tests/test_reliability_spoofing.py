@@ -15,15 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.agent import AgentSpec, RunConfig, run_agent
-from runtime.hub import (
-    RECEIVED_HEADER,
-    SYSTEM_SENDER,
-    DuplicateAgentError,
-    Envelope,
-    Hub,
-    escape_attribute,
-    render_messages,
-)
+from runtime.hub import SYSTEM_SENDER, DuplicateAgentError, Envelope, Hub
+from runtime.prompts import RECEIVED_HEADER, escape_attribute, render_messages
 from runtime.scripted import Reply, ScriptedModel, scripted_replies
 
 PROPERTY = settings(
