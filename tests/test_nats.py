@@ -538,3 +538,31 @@ def test_the_compose_profile_splits_spawn_over_a_lead_and_two_workers() -> None:
         assert process["depends_on"]["nats"]["condition"] == "service_healthy"
         assert process["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4317"
     assert 'pip install ".[nats]"' in (ROOT / "Dockerfile").read_text()
+
+
+@pytest.mark.usefixtures("command_process_state")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["spawn"], "give the broker with --hub URL or $ORCHESTRACE_HUB_URL"),
+        (
+            ["--hub", "nats://127.0.0.1:4222", RESEARCH, "--agents", "planner"],
+            "--agents: 'planner' is not a member of team 'research' (members: researcher, "
+            "critic; the lead runs with `run`)",
+        ),
+        (
+            ["--hub", "nats://127.0.0.1:4222", "spawn", "--templates", "nurse"],
+            "--templates: 'nurse' is not a template of team 'spawn' (templates: helper)",
+        ),
+        (
+            ["--hub", "nats://127.0.0.1:4222", RESEARCH],
+            "this worker would host nothing: name members with --agents (researcher, critic) "
+            "or give the team templates",
+        ),
+    ],
+)
+def test_a_worker_with_nothing_to_host_is_one_line_and_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["worker", *args]) == 2
+    assert capsys.readouterr().err == f"orchestrace worker: {message}\n"
