@@ -698,7 +698,15 @@ async def _serve_worker(
 
     client = await connect(args.hub, name="orchestrace-worker", creds=args.hub_creds)
     worker = Worker(
-        client, team, make_run, agents=agents, templates=templates, once=args.once, out=out
+        client,
+        team,
+        make_run,
+        url=args.hub,
+        creds=args.hub_creds,
+        agents=agents,
+        templates=templates,
+        once=args.once,
+        out=out,
     )
     loop = asyncio.get_running_loop()
     serving = loop.create_task(worker.serve())

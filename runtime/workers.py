@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import os
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from runtime.nats_hub import (
     WORKERS_BUCKET,
     NatsHub,
     RunSubjects,
+    connect,
     extract_context,
     inject_context,
     token,
@@ -397,6 +399,50 @@ class WorkerRun:
         await self.hub.close()
 
 
+class Heartbeat:
+    """A worker's entry in the workers bucket, refreshed every TTL / 5 from a thread with a
+    connection of its own: an agent's tool that holds the event loop (CPU work) must not
+    make a live worker look dead. It stops (and deletes the entry) with :meth:`stop`, and
+    dies with the process."""
+
+    def __init__(self, url: str, creds: str | None, key: str, value: bytes) -> None:
+        self.url, self.creds, self.key, self.value = url, creds, key, value
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="orchestrace-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Start beating."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and remove the entry (blocks until the thread has ended)."""
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        asyncio.run(self._beat())
+
+    async def _beat(self) -> None:
+        try:
+            client = await connect(self.url, name="orchestrace-heartbeat", creds=self.creds)
+        except ConfigurationError as exc:
+            log.warning("heartbeat not started", error=str(exc))
+            return
+        try:
+            bucket = await workers_bucket(client)
+            status = await bucket.status()
+            period = (status.ttl or DEFAULT_WORKER_TTL_SECONDS) / 5
+            while not self._stop.is_set():
+                with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, OSError):
+                    await bucket.put(self.key, self.value)
+                # Wakes at once when stopped.
+                await asyncio.to_thread(self._stop.wait, period)
+            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, OSError):
+                await bucket.delete(self.key)
+        finally:
+            await client.close()
+
+
 class Worker:
     """``orchestrace worker``: hosts ``agents`` of ``team`` and instances of ``templates``
     in every run it is asked to join."""
@@ -407,12 +453,16 @@ class Worker:
         team: Team,
         make_run: RunFactory,
         *,
+        url: str,
+        creds: str | None = None,
         agents: Sequence[str],
         templates: Sequence[str],
         once: bool = False,
         out: TextIO | None = None,
     ) -> None:
         self.client = client
+        self.url = url
+        self.creds = creds
         self.team = team
         self.make_run = make_run
         self.info = WorkerInfo(uuid.uuid4().hex[:12], team.name, tuple(agents), tuple(templates))
@@ -427,7 +477,8 @@ class Worker:
         key = f"worker.{self.info.id}"
         join = await self.client.subscribe(_join_subject(self.info.id), cb=self._on_join)
         await bucket.put(key, self.info.to_json())
-        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(bucket, key))
+        heartbeat = Heartbeat(self.url, self.creds, key, self.info.to_json())
+        heartbeat.start()
         if self.out is not None:
             offers = ", ".join(self.info.agents + self.info.templates) or "nothing"
             self.out.write(f"worker {self.info.id} ready: team {self.team.name}, hosts {offers}\n")
@@ -435,21 +486,13 @@ class Worker:
         try:
             await self._done.wait()
         finally:
-            heartbeat.cancel()
+            await asyncio.to_thread(heartbeat.stop)
             with contextlib.suppress(Exception):
                 await join.unsubscribe()
                 await bucket.delete(key)
             for run in list(self._runs):
                 run.cancel()
-            await asyncio.gather(heartbeat, *self._runs, return_exceptions=True)
-
-    async def _heartbeat(self, bucket: KeyValue, key: str) -> None:
-        status = await bucket.status()
-        period = (status.ttl or DEFAULT_WORKER_TTL_SECONDS) / 5
-        while True:
-            await asyncio.sleep(period)
-            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, OSError):
-                await bucket.put(key, self.info.to_json())
+            await asyncio.gather(*self._runs, return_exceptions=True)
 
     async def _on_join(self, msg: Msg) -> None:
         try:

@@ -378,6 +378,50 @@ def test_a_broker_restarted_mid_run_loses_no_message(tmp_path: Path) -> None:
     }
 
 
+def test_a_worker_whose_event_loop_is_busy_is_not_taken_for_dead(tmp_path: Path) -> None:
+    # The grinder's tool holds its worker's event loop for 3 s, three heartbeat TTLs: the
+    # heartbeat, beating from a thread of its own, keeps the worker alive in the registry.
+    env = _env("worker1", ORCHESTRACE_WORKER_TTL="1")
+    with running_broker(tmp_path) as fresh:
+        worker = subprocess.Popen(
+            [
+                *CLI,
+                "worker",
+                "--hub",
+                fresh.url,
+                f"{TEAMS}:busy",
+                "--agents",
+                "grinder",
+                "--once",
+                "--spans-file",
+                "",
+                *PACE,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lead = None
+        try:
+            assert worker.stdout is not None
+            assert " ready: " in worker.stdout.readline()
+            lead = start_cli("--hub", fresh.url, f"{TEAMS}:busy", "--spans-file", "")
+            out, lead_err = lead.communicate(timeout=PROCESS_SECONDS)
+            assert lead.returncode == 0, lead_err
+            _, err = worker.communicate(timeout=PROCESS_SECONDS)
+            assert worker.returncode == 0, err
+        finally:
+            for proc in (worker, lead):
+                if proc is not None:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.communicate()
+    assert final_answer(out) == "grinder: ground"
+    assert "worker lost" not in lead_err  # the lead never declared the grinder crashed
+
+
 def _stored(broker: Broker, consumer: str) -> bool:
     """True when ``consumer`` has a message waiting or delivered and unacknowledged."""
     return any(c["num_pending"] + c["num_ack_pending"] > 0 for c in _consumers(broker, consumer))
