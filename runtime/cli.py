@@ -559,7 +559,7 @@ async def _run_on_broker(
         )
         await hub.open()
         try:
-            placement = BrokerPlacement(hub, found, probe.config)
+            placement = BrokerPlacement(hub, found, probe.config, url=url, creds=creds)
             runs.append(make_run(hub, placement))
             try:
                 return await _run_interruptible(team, task, runs[0], started)

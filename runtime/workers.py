@@ -104,6 +104,11 @@ def _join_subject(worker: str) -> str:
     return f"orchestrace.worker.{worker}.join"
 
 
+def _lead_key(run_id: str) -> str:
+    """The lead's heartbeat entry for ``run_id`` in the workers bucket."""
+    return f"lead.{run_id}"
+
+
 def _start_subject(worker: str, run_id: str) -> str:
     return f"orchestrace.worker.{worker}.start.{run_id}"
 
@@ -170,8 +175,19 @@ class BrokerPlacement:
     Implements :class:`runtime.agent.Placement` over a :class:`~runtime.nats_hub.NatsHub`.
     """
 
-    def __init__(self, hub: NatsHub, workers: Sequence[WorkerInfo], config: RunConfig) -> None:
+    def __init__(
+        self,
+        hub: NatsHub,
+        workers: Sequence[WorkerInfo],
+        config: RunConfig,
+        *,
+        url: str,
+        creds: str | None = None,
+    ) -> None:
         self.hub = hub
+        self.url = url
+        self.creds = creds
+        self._heartbeat: Heartbeat | None = None
         self.workers = list(workers)
         self.config = config
         self._joined: list[WorkerInfo] = []
@@ -183,6 +199,12 @@ class BrokerPlacement:
         """Ask every live worker of ``team`` to join the run; the members they pin."""
         members = {a.name for a in team.agents if a.name != team.lead}
         pinned: dict[str, str] = {}
+        if any(w.team == team.name for w in self.workers):
+            # The workers end the run on their side if this process dies.
+            key, value = _lead_key(self.hub.subjects.run_id), b"{}"
+            await (await workers_bucket(self.hub.client)).put(key, value)
+            self._heartbeat = Heartbeat(self.url, self.creds, key, value)
+            self._heartbeat.start()
         for worker in self.workers:
             if worker.team != team.name:
                 continue
@@ -232,7 +254,9 @@ class BrokerPlacement:
                     self.hub.lost(name, "worker_lost")
 
     async def close(self) -> None:
-        """Stop watching the workers."""
+        """Stop watching the workers and beating."""
+        if self._heartbeat is not None:
+            await asyncio.to_thread(self._heartbeat.stop)
         if self._watching is not None:
             self._watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -523,14 +547,35 @@ class Worker:
         task.add_done_callback(self._runs.discard)
         await msg.respond(b"{}")
 
+    async def _lead_lost(self, run_id: str) -> None:
+        """Return once the lead's heartbeat for ``run_id`` has expired (it died)."""
+        bucket = await workers_bucket(self.client)
+        status = await bucket.status()
+        period = (status.ttl or DEFAULT_WORKER_TTL_SECONDS) / 5
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await bucket.get(_lead_key(run_id))
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                log.warning("the run's lead is gone; ending its agents here", run=run_id)
+                return
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
+                continue  # the broker itself is away: no verdict on the lead
+
     async def _serve_run(self, worker_run: WorkerRun, start_sub: Any) -> None:
         takers = [
             asyncio.get_running_loop().create_task(worker_run.take_spawns(t))
             for t in self.info.templates
         ]
+        ended = asyncio.get_running_loop().create_task(worker_run.hub.run_ended.wait())
+        lead_lost = asyncio.get_running_loop().create_task(
+            self._lead_lost(worker_run.hub.subjects.run_id)
+        )
         try:
-            await worker_run.hub.run_ended.wait()
+            await asyncio.wait([ended, lead_lost], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for task in (ended, lead_lost):
+                task.cancel()
             for taker in takers:
                 taker.cancel()
             await asyncio.gather(*takers, return_exceptions=True)

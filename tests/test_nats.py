@@ -378,6 +378,53 @@ def test_a_broker_restarted_mid_run_loses_no_message(tmp_path: Path) -> None:
     }
 
 
+def test_a_killed_lead_ends_its_agents_on_the_workers(tmp_path: Path) -> None:
+    marker = tmp_path / "napping"
+    env = _env("worker1", NAP_MARKER=str(marker), ORCHESTRACE_WORKER_TTL="1")
+    spans = tmp_path / "spans.jsonl"
+    with running_broker(tmp_path) as fresh:
+        worker = subprocess.Popen(
+            [
+                *CLI,
+                "worker",
+                "--hub",
+                fresh.url,
+                f"{TEAMS}:crash",
+                "--agents",
+                "napper",
+                "--once",
+                "--spans-file",
+                str(spans),
+                *PACE,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lead = None
+        try:
+            assert worker.stdout is not None
+            assert " ready: " in worker.stdout.readline()
+            lead = start_cli("--hub", fresh.url, f"{TEAMS}:crash", "--spans-file", "")
+            while not marker.exists():
+                time.sleep(0.05)
+            lead.kill()
+            # The worker notices the lead's heartbeat expire, ends the napper, exits.
+            _, err = worker.communicate(timeout=PROCESS_SECONDS)
+            assert worker.returncode == 0, err
+            assert "the run's lead is gone" in err
+        finally:
+            for proc in (worker, lead):
+                if proc is not None:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.communicate()
+    (napper,) = [r for r in iter_spans_file(spans) if r.name == "invoke_agent napper"]
+    assert napper.attributes["orchestrace.agent.state"] == "killed"
+
+
 def test_a_worker_whose_event_loop_is_busy_is_not_taken_for_dead(tmp_path: Path) -> None:
     # The grinder's tool holds its worker's event loop for 3 s, three heartbeat TTLs: the
     # heartbeat, beating from a thread of its own, keeps the worker alive in the registry.
