@@ -3,8 +3,9 @@
 Each agent has an inbox and a way to block until mail arrives. Messages are
 :class:`Envelope` values — plain, serializable data that carry the sender's trace context
 as a W3C ``traceparent`` string, the way a message header would on a real broker. The
-in-process inbox sits behind the small :class:`Inboxes` seam so that a networked transport
-(NATS JetStream is the plan) can replace it without touching the agent loop.
+in-process inbox sits behind the small :class:`Inboxes` seam; a networked hub (NATS
+JetStream: :mod:`runtime.nats_hub`) subclasses :class:`Hub`, publishing in :meth:`Hub.send`
+and fetching into the same inboxes, without touching the agent loop.
 """
 
 from __future__ import annotations

@@ -596,6 +596,18 @@ def test_an_unreachable_broker_is_one_line_and_exit_2(
 
 
 @pytest.mark.usefixtures("command_process_state")
+def test_the_hub_url_may_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("ORCHESTRACE_HUB_URL", url)
+    assert main(["run", "spawn", "--quiet", "--spans-file", ""]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"orchestrace run: cannot reach the NATS broker at {url}"
+    )
+
+
+@pytest.mark.usefixtures("command_process_state")
 @pytest.mark.parametrize("url", ["http://127.0.0.1:4222", "nats://", "127.0.0.1:4222"])
 def test_a_hub_that_is_not_a_nats_url_is_one_line_and_exit_2(
     url: str, capsys: pytest.CaptureFixture[str]
