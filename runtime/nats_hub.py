@@ -253,6 +253,7 @@ class NatsHub(Hub):
         self._finished: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._writes: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._short: set[asyncio.Task[None]] = set()
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
@@ -315,13 +316,21 @@ class NatsHub(Hub):
         await self._writes.join()
 
     async def close(self) -> None:
-        """Write the last registry entries and acknowledgements, stop every task."""
+        """Send the last notices, acknowledgements and registry entries; stop every task."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(PUBLISH_PATIENCE_SECONDS):
+                while self._short:
+                    await asyncio.wait(list(self._short))
                 await self._writes.join()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _soon(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a short piece of work (a publish, an ack) that :meth:`close` waits for."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._short.add(task)
+        task.add_done_callback(self._short.discard)
 
     def _background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(work)
@@ -537,7 +546,7 @@ class NatsHub(Hub):
         """Publish ``envelope`` in the background (runtime notices); its outcome now."""
         result = self._outcome(envelope)
         if result.outcome is DeliveryOutcome.DELIVERED:
-            self._background(self._publish_logged(envelope))
+            self._soon(self._publish_logged(envelope))
         return result
 
     async def send(self, envelope: Envelope) -> PostResult:
@@ -627,7 +636,7 @@ class NatsHub(Hub):
         for envelope in envelopes:
             msg = handles.pop(envelope.message_id, None)
             if msg is not None:
-                self._background(_ack(msg))
+                self._soon(_ack(msg))
 
     async def _consume(self, name: str) -> None:
         subject = self.subjects.inbox(name)
@@ -661,7 +670,7 @@ class NatsHub(Hub):
             envelope = decode_envelope(msg.data, msg.headers)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("malformed message dropped", agent=name, error=str(exc))
-            self._background(_ack(msg))
+            self._soon(_ack(msg))
             return
         unacked = self._unacked[name]
         if envelope.message_id in self._seen[name]:
@@ -669,13 +678,13 @@ class NatsHub(Hub):
             if envelope.message_id in unacked:
                 unacked[envelope.message_id] = msg
             else:
-                self._background(_ack(msg))
+                self._soon(_ack(msg))
             return
         self._seen[name].add(envelope.message_id)
         state = self._states[name]
         if state.ended:
             self._bounce_late(name, state, envelope)
-            self._background(_ack(msg))
+            self._soon(_ack(msg))
             return
         unacked[envelope.message_id] = msg
         self._inboxes.put(envelope)
