@@ -44,13 +44,15 @@ class Broker:
     monitor: int
     process: subprocess.Popen[bytes] | None = None
     config: Path | None = None
+    jetstream: bool = True
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        args = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port)]
+        args = [self.binary, *(["-js"] if self.jetstream else []), "-a", "127.0.0.1"]
+        args += ["-p", str(self.port)]
         args += ["-m", str(self.monitor), "-sd", str(self.store)]
         if self.config is not None:
             args += ["-c", str(self.config)]
@@ -80,7 +82,9 @@ class Broker:
 
 
 @contextmanager
-def running_broker(tmp: Path, *, max_payload: int | None = None) -> Iterator[Broker]:
+def running_broker(
+    tmp: Path, *, max_payload: int | None = None, jetstream: bool = True
+) -> Iterator[Broker]:
     """A started broker in ``tmp``, stopped afterwards."""
     binary = server_binary()
     if binary is None:
@@ -91,7 +95,9 @@ def running_broker(tmp: Path, *, max_payload: int | None = None) -> Iterator[Bro
     if max_payload is not None:
         config = tmp / "nats.conf"
         config.write_text(f"max_payload: {max_payload}\n")
-    broker = Broker(binary, tmp / "store", free_port(), free_port(), config=config)
+    broker = Broker(
+        binary, tmp / "store", free_port(), free_port(), config=config, jetstream=jetstream
+    )
     broker.start()
     try:
         yield broker

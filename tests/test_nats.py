@@ -596,6 +596,19 @@ def test_an_unreachable_broker_is_one_line_and_exit_2(
 
 
 @pytest.mark.usefixtures("command_process_state")
+def test_a_broker_without_jetstream_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with running_broker(tmp_path, jetstream=False) as plain:
+        assert main(["run", "--hub", plain.url, "spawn", "--quiet", "--spans-file", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(
+        f"orchestrace run: the NATS broker at {plain.url} has no JetStream (start it with -js)"
+    )
+
+
+@pytest.mark.usefixtures("command_process_state")
 def test_the_hub_url_may_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
