@@ -559,7 +559,9 @@ async def _run_on_broker(
         )
         await hub.open()
         try:
-            placement = BrokerPlacement(hub, found, probe.config, url=url, creds=creds)
+            placement = BrokerPlacement(
+                hub, found, probe.config, probe.limits, url=url, creds=creds
+            )
             runs.append(make_run(hub, placement))
             try:
                 return await _run_interruptible(team, task, runs[0], started)
@@ -672,7 +674,7 @@ async def _serve_worker(
 
     from runtime.agent import RunConfig, RunContext
     from runtime.nats_hub import NatsHub, connect
-    from runtime.workers import Worker
+    from runtime.workers import Worker, limits_of
     from telemetry.spans import RunTelemetry
 
     def make_run(hub: NatsHub, config: Mapping[str, Any]) -> RunContext:
@@ -693,7 +695,7 @@ async def _serve_worker(
                 stream=bool(config["stream"]),
                 sleep=_scaled_sleep(args.time_scale),
             ),
-            limits=RunLimits(),
+            limits=limits_of(config),
         )
 
     client = await connect(args.hub, name="orchestrace-worker", creds=args.hub_creds)

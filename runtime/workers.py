@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from opentelemetry.context import Context
 from runtime.agent import AgentResult, AgentSpec, RunConfig, RunContext, run_agent
 from runtime.errors import ConfigurationError
 from runtime.hub import AgentState
+from runtime.limits import RunLimits
 from runtime.nats_hub import (
     WORKERS_BUCKET,
     NatsHub,
@@ -158,15 +160,24 @@ async def await_workers(client: Client, team: str, count: int, timeout: float) -
         await asyncio.sleep(0.2)
 
 
-def run_config_of(config: RunConfig) -> dict[str, Any]:
-    """The run settings a worker's agents share with the lead's."""
+def run_config_of(config: RunConfig, limits: RunLimits) -> dict[str, Any]:
+    """The run settings and caps a worker's agents share with the lead's (the caps count
+    in each process: a worker's model calls against its own copy)."""
     return {
         "model": config.model,
         "max_tokens": config.max_tokens,
         "max_turns": config.max_turns,
         "wait_timeout": config.wait_timeout,
         "stream": config.stream,
+        "limits": dataclasses.asdict(limits),
     }
+
+
+def limits_of(settings: Mapping[str, Any]) -> RunLimits:
+    """The caps :func:`run_config_of` wrote (defaults for a lead that sent none)."""
+    caps = settings.get("limits") or {}
+    known = {f.name for f in dataclasses.fields(RunLimits)}
+    return RunLimits(**{k: v for k, v in caps.items() if k in known})
 
 
 class BrokerPlacement:
@@ -180,6 +191,7 @@ class BrokerPlacement:
         hub: NatsHub,
         workers: Sequence[WorkerInfo],
         config: RunConfig,
+        limits: RunLimits,
         *,
         url: str,
         creds: str | None = None,
@@ -190,6 +202,7 @@ class BrokerPlacement:
         self._heartbeat: Heartbeat | None = None
         self.workers = list(workers)
         self.config = config
+        self.limits = limits
         self._joined: list[WorkerInfo] = []
         self._pinned: dict[str, str] = {}
         self._templates: set[str] = set()
@@ -213,7 +226,7 @@ class BrokerPlacement:
                 "run_id": self.hub.subjects.run_id,
                 "team": team.name,
                 "agents": mine,
-                "config": run_config_of(self.config),
+                "config": run_config_of(self.config, self.limits),
             }
             try:
                 await self.hub.client.request(

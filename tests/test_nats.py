@@ -30,11 +30,13 @@ from test_stack import compose, needs_compose
 from runtime.agent import RunConfig, RunContext
 from runtime.cli import main
 from runtime.hub import Envelope
+from runtime.limits import RunLimits
 from runtime.loader import load_team
 from runtime.nats_hub import NatsHub, connect
 from runtime.runner import execute
 from runtime.scripted import Reply, ScriptedModel
 from runtime.teams import Agent, Team, scripts_of
+from runtime.workers import limits_of, run_config_of
 from telemetry.records import SpanRecord, iter_spans_file
 from telemetry.spans import RunTelemetry
 from telemetry.summary import summarize_file
@@ -682,3 +684,17 @@ def test_a_worker_with_nothing_to_host_is_one_line_and_exit_2(
 ) -> None:
     assert main(["worker", *args]) == 2
     assert capsys.readouterr().err == f"orchestrace worker: {message}\n"
+
+
+def test_workers_get_the_lead_s_run_settings_and_caps() -> None:
+    config = RunConfig(model="claude-x", max_tokens=99, max_turns=7, wait_timeout=3.5)
+    limits = RunLimits(max_message_chars=10, max_model_calls=None, max_agents=4)
+    sent = json.loads(json.dumps(run_config_of(config, limits)))  # as on the wire
+    assert limits_of(sent) == limits
+    assert {k: sent[k] for k in ("model", "max_tokens", "max_turns", "wait_timeout")} == {
+        "model": "claude-x",
+        "max_tokens": 99,
+        "max_turns": 7,
+        "wait_timeout": 3.5,
+    }
+    assert limits_of({}) == RunLimits()  # a lead that sent no caps: the defaults
