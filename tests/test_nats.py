@@ -27,8 +27,10 @@ from nats_broker import Broker, free_port, running_broker
 from support import SNAPSHOT_KEYS, Recorder, Traced
 from test_stack import compose, needs_compose
 
+import orchestrace
 from runtime.agent import RunConfig, RunContext
 from runtime.cli import main
+from runtime.errors import ConfigurationError
 from runtime.hub import Envelope
 from runtime.limits import RunLimits
 from runtime.loader import load_team
@@ -698,3 +700,48 @@ def test_workers_get_the_lead_s_run_settings_and_caps() -> None:
         "wait_timeout": 3.5,
     }
     assert limits_of({}) == RunLimits()  # a lead that sent no caps: the defaults
+
+
+def test_the_library_runs_a_team_on_the_broker(broker: Broker, tmp_path: Path) -> None:
+    """``orchestrace.run(team, hub=URL)``: the lead in this process, the critic on a worker."""
+    team = load_team(RESEARCH)
+    spans = tmp_path / "worker.jsonl"
+    traced = Traced()
+    try:
+        with workers(broker, RESEARCH, spans, ["--agents", "critic"]):
+            result = asyncio.run(
+                orchestrace.run(
+                    team,
+                    "What are span links?",
+                    model=ScriptedModel(latency=0.01, scripts=scripts_of(team)),
+                    tracer_provider=traced.tracer_provider,
+                    meter_provider=traced.meter_provider,
+                    hub=broker.url,
+                )
+            )
+    finally:
+        traced.tracer_provider.shutdown()
+        traced.meter_provider.shutdown()
+    local, _ = in_process(RESEARCH)
+    assert result.completed
+    assert result.text == local
+    here = {s.name for s in traced.named("invoke_agent ")}
+    assert here == {"invoke_agent planner", "invoke_agent researcher"}
+    there = [r for r in iter_spans_file(spans) if r.name.startswith("invoke_agent ")]
+    assert [r.name for r in there] == ["invoke_agent critic"]
+    assert {r.trace_id for r in there} == {result.trace_id}
+
+
+def test_the_library_says_when_the_broker_is_unreachable() -> None:
+    team = load_team(RESEARCH)
+    url = f"nats://127.0.0.1:{free_port()}"
+    with pytest.raises(ConfigurationError, match=f"cannot reach the NATS broker at {url}"):
+        asyncio.run(
+            orchestrace.run(
+                team,
+                "What are span links?",
+                model=ScriptedModel(latency=0, scripts=scripts_of(team)),
+                hub=url,
+                spans_file=None,
+            )
+        )
