@@ -49,7 +49,9 @@ TEAMS = str(ROOT / "tests" / "nats_teams.py")
 CLI = [sys.executable, "-m", "runtime.cli"]
 #: Hang detectors only: a healthy run takes a few seconds.
 PROCESS_SECONDS = 120
-PACE = ["--time-scale", "0.2", "--latency", "0.05"]
+#: Scripted model calls of 50 ms (0.25 s scaled by 0.2): wide margins between the
+#: messages of a run, so a busy machine does not change which arrive together.
+PACE = ["--time-scale", "0.2", "--latency", "0.25"]
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +191,7 @@ def in_process(target: str) -> tuple[str, list[SpanRecord]]:
     traced = Traced()
     try:
         run = traced.context(
-            model=ScriptedModel(latency=0.05 * 0.2, scripts=scripts_of(team)),
+            model=ScriptedModel(latency=0.25 * 0.2, scripts=scripts_of(team)),
             config=RunConfig(model="claude-opus-4-8", sleep=_scaled(0.2)),
         )
         lead = asyncio.run(execute(team, run))
