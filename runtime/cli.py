@@ -54,6 +54,10 @@ environment:
   OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true
                          export message text and tool arguments/results on spans
                          (ORCHESTRACE_CONTENT_MAX_CHARS caps each value, default 2048)
+  ORCHESTRACE_HUB_URL    the NATS JetStream broker of `run --hub` / `worker --hub`
+                         (nats://HOST:PORT); NATS_CREDS its credentials file
+  ORCHESTRACE_WORKER_TTL seconds after a worker's (or lead's) last heartbeat that it counts
+                         as gone (default 10; set by the first process to use the broker)
   ORCHESTRACE_GC_THRESHOLD
                          the garbage collector's thresholds for this process (default
                          50000,20,100; "python" keeps Python's 700,10,10)
