@@ -116,7 +116,7 @@ busy = Team(
             tools=[grind],
             script=[
                 Reply.call("wait_for_message"),
-                Reply.call("grind", seconds=3),
+                Reply.call("grind", seconds=6),
                 Reply.call("send_message", recipient_ids=["lead"], content="ground"),
                 Reply.say("done"),
             ],

@@ -432,9 +432,11 @@ def test_a_killed_lead_ends_its_agents_on_the_workers(tmp_path: Path) -> None:
 
 
 def test_a_worker_whose_event_loop_is_busy_is_not_taken_for_dead(tmp_path: Path) -> None:
-    # The grinder's tool holds its worker's event loop for 3 s, three heartbeat TTLs: the
+    # The grinder's tool holds its worker's event loop for 6 s, three heartbeat TTLs: the
     # heartbeat, beating from a thread of its own, keeps the worker alive in the registry.
-    env = _env("worker1", ORCHESTRACE_WORKER_TTL="1")
+    # (A 2 s TTL, not 1: on a machine busy enough, a whole process can be kept off the
+    # CPU for a second.)
+    env = _env("worker1", ORCHESTRACE_WORKER_TTL="2")
     with running_broker(tmp_path) as fresh:
         worker = subprocess.Popen(
             [
