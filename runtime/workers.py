@@ -125,21 +125,40 @@ async def workers_bucket(client: Client) -> KeyValue:
 
 
 async def live_workers(client: Client) -> list[WorkerInfo]:
-    """Every worker whose entry has not expired."""
+    """Every worker whose entry has not expired.
+
+    The keys come from the bucket's stream (its subjects now held), not from a key
+    listing: a listing scanned while a heartbeat rewrites an entry can come back empty.
+    """
     bucket = await workers_bucket(client)
-    try:
-        keys = await bucket.keys()
-    except nats.js.errors.NoKeysError:
-        return []
+    prefix = f"$KV.{WORKERS_BUCKET}."
+    info = await client.jetstream().stream_info(
+        f"KV_{WORKERS_BUCKET}", subjects_filter=f"{prefix}worker.>"
+    )
     found = []
-    for key in keys:
+    for subject in info.state.subjects or {}:
         try:
-            entry = await bucket.get(key)
+            entry = await bucket.get(subject.removeprefix(prefix))
             if entry.value:
                 found.append(WorkerInfo.from_json(entry.value))
-        except (nats.js.errors.KeyNotFoundError, ValueError, KeyError, TypeError):
-            continue  # expired meanwhile, or not a worker entry
+        except (
+            nats.js.errors.KeyNotFoundError,
+            nats.js.errors.KeyDeletedError,
+            ValueError,
+            KeyError,
+            TypeError,
+        ):
+            continue  # expired or stopped meanwhile, or not a worker entry
     return found
+
+
+async def worker_alive(bucket: KeyValue, worker: str) -> bool:
+    """True while ``worker``'s heartbeat entry has not expired."""
+    try:
+        await bucket.get(f"worker.{worker}")
+    except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+        return False
+    return True
 
 
 async def await_workers(client: Client, team: str, count: int, timeout: float) -> list[WorkerInfo]:
@@ -254,13 +273,14 @@ class BrokerPlacement:
         gone: set[str] = set()
         while True:
             await asyncio.sleep(period)
-            try:
-                alive = {w.id for w in await live_workers(self.hub.client)}
-            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
-                continue  # the broker itself is away: no verdict on the workers
             for worker in self._joined:
-                if worker.id in alive or worker.id in gone:
+                if worker.id in gone:
                     continue
+                try:
+                    if await worker_alive(bucket, worker.id):
+                        continue
+                except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
+                    continue  # the broker itself is away: no verdict on the workers
                 gone.add(worker.id)
                 for name in self.hub.hosted_by(worker.id):
                     log.warning("worker lost; its agent crashed", worker=worker.id, agent=name)
