@@ -5,7 +5,9 @@ first: ``nats-server -js -sd /tmp/nats``) measures
 
 * **messaging**: 100 agents in pairs, each sending ``--messages`` messages to its partner
   while reading its own, send → receive latency from the envelope's ``sent_at`` to the
-  drain that hands it to the agent. In-process: one hub in one process. NATS: two
+  drain that hands it to the agent (all at once: queueing included); then one pair
+  exchanging the same number one at a time (one message in flight: the hop itself).
+  In-process: one hub in one process. NATS: two
   processes of 50 agents each, every message crossing from one to the other through the
   broker (publish acknowledged by the broker, fetched, acknowledged after the drain);
 * **a CPU-bound run**: ``bench/cpu_team.py`` (a lead and eight members, each burning CPU
@@ -72,6 +74,25 @@ async def _pair_traffic(
     return latencies
 
 
+async def _ping_pong(hub: Hub, me: str, peer: str, count: int, serve: bool) -> list[float]:
+    """One message in flight at a time: ``me`` sends and waits for the answer (or, with
+    ``serve``, answers each message); the one-way latencies ``me`` measured. A pair of
+    its own: the pairs' readers must not take its messages."""
+    latencies: list[float] = []
+    for n in range(count):
+        if not serve:
+            await hub.send(Envelope(f"{me}-ping-{n}", me, peer, "ping", time.time_ns()))
+        got: list[Envelope] = []
+        while not got:
+            await hub.wait(me, 120)
+            got = hub.drain(me)
+        now = time.time_ns()
+        latencies.extend((now - e.sent_at_ns) / 1e9 for e in got)
+        if serve:
+            await hub.send(Envelope(f"{me}-pong-{n}", me, peer, "pong", time.time_ns()))
+    return latencies
+
+
 def _pairs() -> tuple[list[str], list[str], dict[str, str]]:
     left = [f"a{i}" for i in range(AGENTS // 2)]
     right = [f"b{i}" for i in range(AGENTS // 2)]
@@ -83,12 +104,18 @@ async def in_process(count: int) -> dict[str, Any]:
     """Messaging through the in-process hub."""
     left, right, partner = _pairs()
     hub = Hub()
-    for name in left + right:
+    for name in [*left, *right, "pinger", "ponger"]:
         hub.register(name)
     started = time.perf_counter()
     latencies = await _pair_traffic(hub, left + right, partner, count)
     wall = time.perf_counter() - started
-    return _figures(latencies, wall)
+    figures = _figures(latencies, wall)
+    pings = await asyncio.gather(
+        _ping_pong(hub, "pinger", "ponger", count, serve=False),
+        _ping_pong(hub, "ponger", "pinger", count, serve=True),
+    )
+    figures["one_in_flight_p50_ms"] = _percentile([*pings[0], *pings[1]], 0.5) * 1000
+    return figures
 
 
 def _figures(latencies: list[float], wall: float) -> dict[str, Any]:
@@ -119,17 +146,19 @@ async def nats_side(url: str, run_id: str, side: str, count: int, lead: bool) ->
                     break
                 except Exception:
                     await asyncio.sleep(0.1)
-        for name in mine:
+        me, peer = ("pinger", "ponger") if side == "a" else ("ponger", "pinger")
+        for name in [*mine, me]:
             hub.register(name)
-        await hub.knows(set(left + right))
+        await hub.knows({*left, *right, me, peer})
         started = time.perf_counter()
         latencies = await _pair_traffic(hub, mine, partner, count)
         wall = time.perf_counter() - started
+        pings = await _ping_pong(hub, me, peer, count, serve=side == "b")
         await hub.flush()
     finally:
         await hub.close()
         await client.close()
-    return {"latencies": latencies, "wall_s": wall}
+    return {"latencies": latencies, "wall_s": wall, "pings": pings}
 
 
 def across_processes(url: str, count: int) -> dict[str, Any]:
@@ -163,7 +192,10 @@ def across_processes(url: str, count: int) -> dict[str, Any]:
             raise RuntimeError(f"bench side exited {proc.returncode}")
         results.append(json.loads(out))
     latencies = [x for r in results for x in r["latencies"]]
-    return _figures(latencies, max(r["wall_s"] for r in results))
+    figures = _figures(latencies, max(r["wall_s"] for r in results))
+    pings = [x for r in results for x in r["pings"]]
+    figures["one_in_flight_p50_ms"] = _percentile(pings, 0.5) * 1000
+    return figures
 
 
 def _env() -> dict[str, str]:
@@ -251,12 +283,12 @@ def main() -> None:
     lines = [
         f"{AGENTS} agents in pairs, {args.messages} messages each way per pair; "
         f"medians of {args.repeat}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
-        f"{'hub':<12} {'messages/s':>11} {'p50 ms':>8} {'p99 ms':>8}",
+        f"{'hub':<12} {'messages/s':>11} {'p50 ms':>8} {'p99 ms':>8}  one in flight: p50 ms",
     ]
     for hub, m in report["messaging"].items():
         lines.append(
             f"{hub:<12} {m['messages_per_s']:>11,.0f} {m['latency_p50_ms']:>8.2f} "
-            f"{m['latency_p99_ms']:>8.2f}"
+            f"{m['latency_p99_ms']:>8.2f}  {m['one_in_flight_p50_ms']:.2f}"
         )
     lines.append("CPU-bound run (bench/cpu_team.py), wall time of the run command:")
     for how, wall in report["cpu_run_wall_s"].items():

@@ -56,6 +56,11 @@ environment:
   OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true
                          export message text and tool arguments/results on spans
                          (ORCHESTRACE_CONTENT_MAX_CHARS caps each value, default 2048)
+  ORCHESTRACE_HUB_URL    the NATS JetStream broker of `run --hub` / `worker --hub`
+                         (nats://HOST:PORT); NATS_CREDS its credentials file;
+                         NATS_CA, NATS_CERT, NATS_KEY for TLS (PEM files)
+  ORCHESTRACE_WORKER_TTL seconds after a worker's (or lead's) last heartbeat that it counts
+                         as gone (default 10; set by the first process to use the broker)
   ORCHESTRACE_GC_THRESHOLD
                          the garbage collector's thresholds for this process (default
                          50000,20,100; "python" keeps Python's 700,10,10)
@@ -282,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--latency", type=_positive, default=0.25, metavar="SECONDS")
     worker.add_argument(
         "--log-level",
-        default=os.environ.get("ORCHESTRACE_LOG_LEVEL", "WARNING"),
-        help="structlog level on stderr (WARNING)",
+        default=None,
+        help="structlog level on stderr (default: $ORCHESTRACE_LOG_LEVEL or WARNING)",
     )
     _add_hub_options(worker, required=True)
 
@@ -338,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_hub_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument(
         "--hub",
-        default=os.environ.get("ORCHESTRACE_HUB_URL") or None,
+        default=None,
         metavar="URL",
         help="NATS JetStream broker (nats://HOST:PORT, tls://...) "
         + ("that runs are started on" if required else "to spread agents over workers")
@@ -422,8 +427,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             sleep=_scaled_sleep(args.time_scale),
         )
         default_prices()  # a malformed ORCHESTRACE_PRICES file is a setting error
+        args.hub = args.hub or settings.HUB_URL.get() or None
         if args.hub is not None:
-            _check_hub(args.hub)
+            _check_hub(args.hub, args.hub_creds)
     except (ConfigurationError, ValueError) as exc:
         sys.stderr.write(for_terminal(f"orchestrace run: {exc}", newlines=False) + "\n")
         return 2
@@ -549,15 +555,18 @@ _SIGNALS: Final = {
 WORKERS_WAIT_SECONDS: Final = 60.0
 
 
-def _check_hub(url: str) -> None:
-    """ConfigurationError for a --hub that names no NATS server, or without nats-py."""
+def _check_hub(url: str, creds: str | None) -> None:
+    """ConfigurationError for a --hub that names no NATS server, without nats-py, or with
+    a credentials or TLS file that cannot be used (before anything is set up)."""
     try:
-        from runtime.nats_hub import check_hub_url
+        from runtime.nats_hub import check_hub_url, connection_settings
     except ImportError:
         raise ConfigurationError(
             "--hub needs the NATS client: pip install 'orchestrace[nats]'"
         ) from None
     check_hub_url(url)
+    connection_settings(creds)
+    settings.check("process")  # ORCHESTRACE_WORKER_TTL and the rest
 
 
 async def _run_on_broker(
@@ -584,7 +593,9 @@ async def _run_on_broker(
         )
         await hub.open()
         try:
-            placement = BrokerPlacement(hub, found, probe.config)
+            placement = BrokerPlacement(
+                hub, found, probe.config, probe.limits, url=url, creds=creds
+            )
             runs.append(make_run(hub, placement))
             try:
                 return await _run_interruptible(team, task, runs[0], started)
@@ -628,11 +639,12 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
     from telemetry.logs import configure_logging
     from telemetry.setup import setup_telemetry
 
-    configure_logging(args.log_level)
+    configure_logging(args.log_level or settings.LOG_LEVEL.get())
     try:
+        args.hub = args.hub or settings.HUB_URL.get() or None
         if args.hub is None:
             raise ConfigurationError("give the broker with --hub URL or $ORCHESTRACE_HUB_URL")
-        _check_hub(args.hub)
+        _check_hub(args.hub, args.hub_creds)
         team = load_team(args.target)
         agents = [a for a in args.agents.split(",") if a]
         members = [a.name for a in team.agents if a.name != team.lead]
@@ -660,7 +672,7 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
         model = choose_model(
             team, offline=args.offline, latency=args.latency, sleep=_scaled_sleep(args.time_scale)
         )
-    except ConfigurationError as exc:
+    except (ConfigurationError, ValueError) as exc:
         sys.stderr.write(for_terminal(f"orchestrace worker: {exc}", newlines=False) + "\n")
         return 2
     except UserCodeError as exc:
@@ -671,6 +683,9 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
         telemetry = setup_telemetry(spans_file=spans_file)
     except OSError as exc:
         sys.stderr.write(f"orchestrace worker: cannot write the spans file {spans_file}: {exc}\n")
+        return 2
+    except settings.SettingError as exc:
+        sys.stderr.write(for_terminal(f"orchestrace worker: {exc}", newlines=False) + "\n")
         return 2
     try:
         asyncio.run(_serve_worker(args, team, model, telemetry, agents, templates, out))
@@ -697,7 +712,7 @@ async def _serve_worker(
 
     from runtime.agent import RunConfig, RunContext
     from runtime.nats_hub import NatsHub, connect
-    from runtime.workers import Worker
+    from runtime.workers import Worker, limits_of
     from telemetry.spans import RunTelemetry
 
     def make_run(hub: NatsHub, config: Mapping[str, Any]) -> RunContext:
@@ -718,12 +733,20 @@ async def _serve_worker(
                 stream=bool(config["stream"]),
                 sleep=_scaled_sleep(args.time_scale),
             ),
-            limits=RunLimits(),
+            limits=limits_of(config),
         )
 
     client = await connect(args.hub, name="orchestrace-worker", creds=args.hub_creds)
     worker = Worker(
-        client, team, make_run, agents=agents, templates=templates, once=args.once, out=out
+        client,
+        team,
+        make_run,
+        url=args.hub,
+        creds=args.hub_creds,
+        agents=agents,
+        templates=templates,
+        once=args.once,
+        out=out,
     )
     loop = asyncio.get_running_loop()
     serving = loop.create_task(worker.serve())

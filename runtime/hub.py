@@ -3,9 +3,10 @@
 Each agent has an inbox and a way to block until mail arrives. Messages are
 :class:`Envelope` values — plain, serializable data that carry the sender's trace context
 as a W3C ``traceparent`` string, the way a message header would on a real broker. The
-in-process inbox sits behind the small :class:`Inboxes` seam; :mod:`runtime.nats_hub` puts
-the hub on NATS JetStream behind the same interface. How received messages are shown to
-the model is :mod:`runtime.prompts`.
+in-process inbox sits behind the small :class:`Inboxes` seam; a networked hub (NATS
+JetStream: :mod:`runtime.nats_hub`) subclasses :class:`Hub`, publishing in :meth:`Hub.send`
+and fetching into the same inboxes, without touching the agent loop. How received
+messages are shown to the model is :mod:`runtime.prompts`.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ import contextlib
 import functools
 import itertools
 import json
-import os
 import re
+import ssl
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
@@ -56,15 +56,12 @@ from runtime.hub import (
     PostResult,
     TransportError,
 )
+from telemetry import settings
 from telemetry.logs import get_logger
 from telemetry.spans import format_traceparent, parse_traceparent
 
 log = get_logger("orchestrace.nats")
 
-#: The environment variable that selects the hub (``--hub`` wins over it).
-HUB_URL_ENV: Final = "ORCHESTRACE_HUB_URL"
-#: A NATS credentials file (the ``nats`` CLI's name for it); ``--hub-creds`` wins.
-CREDS_ENV: Final = "NATS_CREDS"
 
 SUBJECT_ROOT: Final = "orchestrace"
 WORKERS_BUCKET: Final = "orchestrace-workers"
@@ -104,16 +101,41 @@ def check_hub_url(url: str) -> str:
     return url
 
 
+def connection_settings(creds: str | None = None) -> tuple[str | None, ssl.SSLContext | None]:
+    """The credentials file (``creds``, else ``NATS_CREDS``) and the TLS context
+    (:func:`tls_context`) a connection uses, checked before any connection is tried.
+
+    Raises :class:`ConfigurationError` naming the setting for a file that cannot be read.
+    """
+    creds = creds or settings.NATS_CREDS.get() or None
+    if creds is not None:
+        _readable(creds, "the NATS credentials file (--hub-creds / NATS_CREDS)")
+    return creds, tls_context()
+
+
+#: Hang detector for a first connection that neither succeeds nor fails (the client's own
+#: attempts end far sooner: three tries of 2 s).
+CONNECT_CEILING_SECONDS: Final = 30.0
+
+
 async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
     """A client connected to ``url``, or :class:`BrokerUnavailableError` after a few tries.
 
     Once connected the client reconnects for as long as it takes (a broker restart), and
-    the run's publishes and fetches retry meanwhile.
+    the run's publishes and fetches retry meanwhile. A refused certificate or password
+    fails at once: trying again cannot help.
     """
     check_hub_url(url)
-    creds = creds or os.environ.get(CREDS_ENV) or None
+    creds, tls = connection_settings(creds)
+    errors: list[str] = []
+    refused = asyncio.Event()
 
     async def quiet(exc: Exception) -> None:
+        errors.append(str(exc) or type(exc).__name__)
+        if isinstance(exc, (ssl.SSLError, nats.errors.AuthorizationError)) or (
+            "Authorization Violation" in str(exc)
+        ):
+            refused.set()
         log.debug("nats client", error=f"{type(exc).__name__}: {exc}")
 
     listeners: list[Callable[[], Coroutine[Any, Any, None]]] = []
@@ -123,20 +145,41 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
         for listener in list(listeners):
             await listener()
 
-    try:
-        client = await nats.connect(
+    attempt = asyncio.ensure_future(
+        nats.connect(
             servers=[url],
             name=name,
             connect_timeout=2,
             max_reconnect_attempts=2,
             reconnect_time_wait=0.2,
             user_credentials=creds,
+            tls=tls,
             error_cb=quiet,
             reconnected_cb=reconnected,
         )
-    except Exception as exc:  # refused, timed out, TLS or auth failures
-        reason = str(exc) or type(exc).__name__
-        raise BrokerUnavailableError(f"cannot reach the NATS broker at {url}: {reason}") from None
+    )
+    # nats-py does not return after a failed TLS handshake (it waits for the broken stream
+    # to close), so a refusal ends the attempt here.
+    refusal = asyncio.ensure_future(refused.wait())
+    try:
+        await asyncio.wait(
+            {attempt, refusal},
+            timeout=CONNECT_CEILING_SECONDS,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        refusal.cancel()
+        if not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
+    exc = None if attempt.cancelled() else attempt.exception()
+    if attempt.cancelled() or exc is not None:
+        # The client's own last error says why ("Authorization Violation", a certificate
+        # check) where the exception only says that no server answered.
+        reason = errors[-1] if errors else (str(exc) or type(exc).__name__)
+        raise BrokerUnavailableError(f"cannot reach the NATS broker at {url}: {reason}")
+    client = attempt.result()
     client.options["max_reconnect_attempts"] = -1  # from now on: never give up
     _RECONNECT_LISTENERS[client] = listeners
     try:
@@ -147,6 +190,43 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
             f"the NATS broker at {url} has no JetStream (start it with -js): {exc}"
         ) from None
     return client
+
+
+def _readable(path: str, what: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(f"{what} {path!r} cannot be read: {exc.strerror}") from None
+
+
+def tls_context() -> ssl.SSLContext | None:
+    """The TLS settings of ``NATS_CA`` / ``NATS_CERT`` / ``NATS_KEY``, or None for the
+    client's default (a ``tls://`` URL then checks the broker against the system's CAs).
+
+    Raises :class:`ConfigurationError` naming the variable for a file that cannot be read
+    or is not a certificate or key.
+    """
+    ca, cert, key = settings.NATS_CA.get(), settings.NATS_CERT.get(), settings.NATS_KEY.get()
+    if not (ca or cert or key):
+        return None
+    if key and not cert:
+        raise ConfigurationError("NATS_KEY is set without NATS_CERT (the client certificate)")
+    for path, name in ((ca, "NATS_CA"), (cert, "NATS_CERT"), (key, "NATS_KEY")):
+        if path:
+            _readable(path, name)
+    try:
+        context = ssl.create_default_context(cafile=ca or None)
+    except ssl.SSLError as exc:
+        raise ConfigurationError(f"NATS_CA {ca!r} holds no usable certificate: {exc}") from None
+    if cert:
+        try:
+            context.load_cert_chain(cert, key or None)
+        except ssl.SSLError as exc:
+            raise ConfigurationError(
+                f"NATS_CERT {cert!r} / NATS_KEY {key!r}: not a certificate and its key: {exc}"
+            ) from None
+    return context
 
 
 #: Coroutines each client runs after it has reconnected (a broker restart), by client.
@@ -253,6 +333,7 @@ class NatsHub(Hub):
         self._finished: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._writes: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._short: set[asyncio.Task[None]] = set()
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
@@ -315,13 +396,21 @@ class NatsHub(Hub):
         await self._writes.join()
 
     async def close(self) -> None:
-        """Write the last registry entries and acknowledgements, stop every task."""
+        """Send the last notices, acknowledgements and registry entries; stop every task."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(PUBLISH_PATIENCE_SECONDS):
+                while self._short:
+                    await asyncio.wait(list(self._short))
                 await self._writes.join()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _soon(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a short piece of work (a publish, an ack) that :meth:`close` waits for."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._short.add(task)
+        task.add_done_callback(self._short.discard)
 
     def _background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(work)
@@ -537,7 +626,7 @@ class NatsHub(Hub):
         """Publish ``envelope`` in the background (runtime notices); its outcome now."""
         result = self._outcome(envelope)
         if result.outcome is DeliveryOutcome.DELIVERED:
-            self._background(self._publish_logged(envelope))
+            self._soon(self._publish_logged(envelope))
         return result
 
     async def send(self, envelope: Envelope) -> PostResult:
@@ -627,7 +716,7 @@ class NatsHub(Hub):
         for envelope in envelopes:
             msg = handles.pop(envelope.message_id, None)
             if msg is not None:
-                self._background(_ack(msg))
+                self._soon(_ack(msg))
 
     async def _consume(self, name: str) -> None:
         subject = self.subjects.inbox(name)
@@ -661,7 +750,7 @@ class NatsHub(Hub):
             envelope = decode_envelope(msg.data, msg.headers)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("malformed message dropped", agent=name, error=str(exc))
-            self._background(_ack(msg))
+            self._soon(_ack(msg))
             return
         unacked = self._unacked[name]
         if envelope.message_id in self._seen[name]:
@@ -669,13 +758,13 @@ class NatsHub(Hub):
             if envelope.message_id in unacked:
                 unacked[envelope.message_id] = msg
             else:
-                self._background(_ack(msg))
+                self._soon(_ack(msg))
             return
         self._seen[name].add(envelope.message_id)
         state = self._states[name]
         if state.ended:
             self._bounce_late(name, state, envelope)
-            self._background(_ack(msg))
+            self._soon(_ack(msg))
             return
         unacked[envelope.message_id] = msg
         self._inboxes.put(envelope)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import math
 import os
 import uuid
@@ -232,6 +233,7 @@ async def run(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     run_id: str | None = None,
     stream: bool = True,
+    hub: str | None = None,
 ) -> RunResult:
     """Run ``team`` (or a lone agent) on ``task`` and return the result.
 
@@ -262,15 +264,21 @@ async def run(
     ``orchestrace-spans.jsonl``; None for no file), and everything is flushed before
     returning. ``spans_file`` may only be given when orchestrace sets telemetry up itself.
 
+    ``hub``: a NATS JetStream broker (``"nats://HOST:PORT"``) for the run's messages; the
+    lead runs here and the live ``orchestrace worker`` processes of the team host the
+    members they pin and the spawned instances of the templates they offer (README,
+    "Agents across processes"). Default: every agent in this process.
+
     Raises :class:`orchestrace.ConfigurationError` for a bad team, no task, an offline
     run with unscripted agents, a ``ScriptedModel`` without a script for some agent, a bad
     setting (``max_turns``, ``max_tokens``, ``wait_timeout``, ``model``), conflicting
-    telemetry options, a spans file that cannot be written, or a bad ``OTEL_*`` /
-    ``ORCHESTRACE_*`` variable (the README's table of variables; the message names the
-    variable and what it accepts). Failures inside the run (model errors, crashing tools,
-    limits) do not raise: they end agents, and the result says how (``result.completed``,
-    ``result.lead.reason``). ``asyncio.CancelledError`` propagates; the spans recorded so
-    far are still ended and flushed.
+    telemetry options, a spans file that cannot be written, a ``hub`` that cannot be
+    reached, or a bad ``OTEL_*`` / ``ORCHESTRACE_*`` variable (the README's table of
+    variables; the message names the variable and what it accepts). Failures inside the
+    run (model errors, crashing tools, limits) do not raise: they end agents, and the
+    result says how (``result.completed``, ``result.lead.reason``).
+    ``asyncio.CancelledError`` propagates; the spans recorded so far are still ended and
+    flushed.
     """
     from telemetry.cost import default_prices
     from telemetry.live import SummaryProcessor
@@ -354,7 +362,10 @@ async def run(
             router.route(int(trace_id, 16), summary)
 
     try:
-        lead = await execute(team, context, task=task, on_start=started)
+        if hub is None:
+            lead = await execute(team, context, task=task, on_start=started)
+        else:
+            lead = await _execute_on_broker(hub, team, context, task, started)
     finally:
         if router is not None and trace_ids:
             router.unroute(int(trace_ids[0], 16))
@@ -372,6 +383,42 @@ async def run(
         summary=summary.summary(trace_ids[0]) if recorded else None,
         spans_file=written,
     )
+
+
+async def _execute_on_broker(
+    url: str,
+    team: Team,
+    context: RunContext,
+    task: str | None,
+    started: Callable[[str], None],
+) -> AgentResult:
+    """:func:`execute` with the run's hub on the NATS broker at ``url``."""
+    try:
+        from runtime.nats_hub import NatsHub, connect
+        from runtime.workers import BrokerPlacement, live_workers
+    except ImportError:
+        raise ConfigurationError(
+            "hub= needs the NATS client: pip install 'orchestrace[nats]'"
+        ) from None
+    client = await connect(url, name="orchestrace-run")
+    try:
+        hub = NatsHub(
+            client, context.telemetry.run_id, host=f"lead-{uuid.uuid4().hex[:8]}", lead=True
+        )
+        await hub.open()
+        placement = BrokerPlacement(
+            hub, await live_workers(client), context.config, context.limits, url=url
+        )
+        on_broker = dataclasses.replace(context, hub=hub, placement=placement)
+        try:
+            result = await execute(team, on_broker, task=task, on_start=started)
+            context.results.update(on_broker.results)
+            return result
+        finally:
+            await placement.close()
+            await hub.close()
+    finally:
+        await client.close()
 
 
 def run_sync(team: Team | Agent, task: str | None = None, **options: Any) -> RunResult:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
-import math
-import os
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,38 +33,34 @@ from opentelemetry.context import Context
 from runtime.agent import AgentResult, AgentSpec, RunConfig, RunContext, run_agent
 from runtime.errors import ConfigurationError
 from runtime.hub import AgentState
+from runtime.limits import RunLimits
 from runtime.nats_hub import (
     WORKERS_BUCKET,
     NatsHub,
     RunSubjects,
+    connect,
     extract_context,
     inject_context,
     token,
 )
 from runtime.subagents import spawned_spec
 from runtime.teams import Team, member_spec
+from telemetry import settings
 from telemetry.logs import get_logger
 
 log = get_logger("orchestrace.workers")
 
 #: Seconds after its last heartbeat that a worker counts as gone (its agents crashed);
 #: it beats five times as often. Only the first worker to create the bucket sets it.
-WORKER_TTL_ENV: Final = "ORCHESTRACE_WORKER_TTL"
-DEFAULT_WORKER_TTL_SECONDS: Final = 10.0
+DEFAULT_WORKER_TTL_SECONDS: Final = settings.WORKER_TTL.default
 
 
 def worker_ttl() -> float:
     """The worker TTL from ``ORCHESTRACE_WORKER_TTL`` (ConfigurationError if not > 0)."""
-    text = os.environ.get(WORKER_TTL_ENV, "").strip()
-    if not text:
-        return DEFAULT_WORKER_TTL_SECONDS
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (0 < value < math.inf):
-        raise ConfigurationError(f"{WORKER_TTL_ENV} must be a number of seconds > 0, got {text!r}")
-    return value
+        return settings.WORKER_TTL.get()
+    except settings.SettingError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 #: How long the lead waits for a worker to answer a join or start request.
@@ -102,6 +98,11 @@ def _join_subject(worker: str) -> str:
     return f"orchestrace.worker.{worker}.join"
 
 
+def _lead_key(run_id: str) -> str:
+    """The lead's heartbeat entry for ``run_id`` in the workers bucket."""
+    return f"lead.{run_id}"
+
+
 def _start_subject(worker: str, run_id: str) -> str:
     return f"orchestrace.worker.{worker}.start.{run_id}"
 
@@ -116,21 +117,40 @@ async def workers_bucket(client: Client) -> KeyValue:
 
 
 async def live_workers(client: Client) -> list[WorkerInfo]:
-    """Every worker whose entry has not expired."""
+    """Every worker whose entry has not expired.
+
+    The keys come from the bucket's stream (its subjects now held), not from a key
+    listing: a listing scanned while a heartbeat rewrites an entry can come back empty.
+    """
     bucket = await workers_bucket(client)
-    try:
-        keys = await bucket.keys()
-    except nats.js.errors.NoKeysError:
-        return []
+    prefix = f"$KV.{WORKERS_BUCKET}."
+    info = await client.jetstream().stream_info(
+        f"KV_{WORKERS_BUCKET}", subjects_filter=f"{prefix}worker.>"
+    )
     found = []
-    for key in keys:
+    for subject in info.state.subjects or {}:
         try:
-            entry = await bucket.get(key)
+            entry = await bucket.get(subject.removeprefix(prefix))
             if entry.value:
                 found.append(WorkerInfo.from_json(entry.value))
-        except (nats.js.errors.KeyNotFoundError, ValueError, KeyError, TypeError):
-            continue  # expired meanwhile, or not a worker entry
+        except (
+            nats.js.errors.KeyNotFoundError,
+            nats.js.errors.KeyDeletedError,
+            ValueError,
+            KeyError,
+            TypeError,
+        ):
+            continue  # expired or stopped meanwhile, or not a worker entry
     return found
+
+
+async def worker_alive(bucket: KeyValue, worker: str) -> bool:
+    """True while ``worker``'s heartbeat entry has not expired."""
+    try:
+        await bucket.get(f"worker.{worker}")
+    except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+        return False
+    return True
 
 
 async def await_workers(client: Client, team: str, count: int, timeout: float) -> list[WorkerInfo]:
@@ -151,15 +171,24 @@ async def await_workers(client: Client, team: str, count: int, timeout: float) -
         await asyncio.sleep(0.2)
 
 
-def run_config_of(config: RunConfig) -> dict[str, Any]:
-    """The run settings a worker's agents share with the lead's."""
+def run_config_of(config: RunConfig, limits: RunLimits) -> dict[str, Any]:
+    """The run settings and caps a worker's agents share with the lead's (the caps count
+    in each process: a worker's model calls against its own copy)."""
     return {
         "model": config.model,
         "max_tokens": config.max_tokens,
         "max_turns": config.max_turns,
         "wait_timeout": config.wait_timeout,
         "stream": config.stream,
+        "limits": dataclasses.asdict(limits),
     }
+
+
+def limits_of(settings: Mapping[str, Any]) -> RunLimits:
+    """The caps :func:`run_config_of` wrote (defaults for a lead that sent none)."""
+    caps = settings.get("limits") or {}
+    known = {f.name for f in dataclasses.fields(RunLimits)}
+    return RunLimits(**{k: v for k, v in caps.items() if k in known})
 
 
 class BrokerPlacement:
@@ -168,10 +197,23 @@ class BrokerPlacement:
     Implements :class:`runtime.agent.Placement` over a :class:`~runtime.nats_hub.NatsHub`.
     """
 
-    def __init__(self, hub: NatsHub, workers: Sequence[WorkerInfo], config: RunConfig) -> None:
+    def __init__(
+        self,
+        hub: NatsHub,
+        workers: Sequence[WorkerInfo],
+        config: RunConfig,
+        limits: RunLimits,
+        *,
+        url: str,
+        creds: str | None = None,
+    ) -> None:
         self.hub = hub
+        self.url = url
+        self.creds = creds
+        self._heartbeat: Heartbeat | None = None
         self.workers = list(workers)
         self.config = config
+        self.limits = limits
         self._joined: list[WorkerInfo] = []
         self._pinned: dict[str, str] = {}
         self._templates: set[str] = set()
@@ -181,6 +223,12 @@ class BrokerPlacement:
         """Ask every live worker of ``team`` to join the run; the members they pin."""
         members = {a.name for a in team.agents if a.name != team.lead}
         pinned: dict[str, str] = {}
+        if any(w.team == team.name for w in self.workers):
+            # The workers end the run on their side if this process dies.
+            key, value = _lead_key(self.hub.subjects.run_id), b"{}"
+            await (await workers_bucket(self.hub.client)).put(key, value)
+            self._heartbeat = Heartbeat(self.url, self.creds, key, value)
+            self._heartbeat.start()
         for worker in self.workers:
             if worker.team != team.name:
                 continue
@@ -189,7 +237,7 @@ class BrokerPlacement:
                 "run_id": self.hub.subjects.run_id,
                 "team": team.name,
                 "agents": mine,
-                "config": run_config_of(self.config),
+                "config": run_config_of(self.config, self.limits),
             }
             try:
                 await self.hub.client.request(
@@ -217,20 +265,23 @@ class BrokerPlacement:
         gone: set[str] = set()
         while True:
             await asyncio.sleep(period)
-            try:
-                alive = {w.id for w in await live_workers(self.hub.client)}
-            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
-                continue  # the broker itself is away: no verdict on the workers
             for worker in self._joined:
-                if worker.id in alive or worker.id in gone:
+                if worker.id in gone:
                     continue
+                try:
+                    if await worker_alive(bucket, worker.id):
+                        continue
+                except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
+                    continue  # the broker itself is away: no verdict on the workers
                 gone.add(worker.id)
                 for name in self.hub.hosted_by(worker.id):
                     log.warning("worker lost; its agent crashed", worker=worker.id, agent=name)
                     self.hub.lost(name, "worker_lost")
 
     async def close(self) -> None:
-        """Stop watching the workers."""
+        """Stop watching the workers and beating."""
+        if self._heartbeat is not None:
+            await asyncio.to_thread(self._heartbeat.stop)
         if self._watching is not None:
             self._watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -397,6 +448,50 @@ class WorkerRun:
         await self.hub.close()
 
 
+class Heartbeat:
+    """A worker's entry in the workers bucket, refreshed every TTL / 5 from a thread with a
+    connection of its own: an agent's tool that holds the event loop (CPU work) must not
+    make a live worker look dead. It stops (and deletes the entry) with :meth:`stop`, and
+    dies with the process."""
+
+    def __init__(self, url: str, creds: str | None, key: str, value: bytes) -> None:
+        self.url, self.creds, self.key, self.value = url, creds, key, value
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="orchestrace-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Start beating."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and remove the entry (blocks until the thread has ended)."""
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        asyncio.run(self._beat())
+
+    async def _beat(self) -> None:
+        try:
+            client = await connect(self.url, name="orchestrace-heartbeat", creds=self.creds)
+        except ConfigurationError as exc:
+            log.warning("heartbeat not started", error=str(exc))
+            return
+        try:
+            bucket = await workers_bucket(client)
+            status = await bucket.status()
+            period = (status.ttl or DEFAULT_WORKER_TTL_SECONDS) / 5
+            while not self._stop.is_set():
+                with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, OSError):
+                    await bucket.put(self.key, self.value)
+                # Wakes at once when stopped.
+                await asyncio.to_thread(self._stop.wait, period)
+            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, OSError):
+                await bucket.delete(self.key)
+        finally:
+            await client.close()
+
+
 class Worker:
     """``orchestrace worker``: hosts ``agents`` of ``team`` and instances of ``templates``
     in every run it is asked to join."""
@@ -407,12 +502,16 @@ class Worker:
         team: Team,
         make_run: RunFactory,
         *,
+        url: str,
+        creds: str | None = None,
         agents: Sequence[str],
         templates: Sequence[str],
         once: bool = False,
         out: TextIO | None = None,
     ) -> None:
         self.client = client
+        self.url = url
+        self.creds = creds
         self.team = team
         self.make_run = make_run
         self.info = WorkerInfo(uuid.uuid4().hex[:12], team.name, tuple(agents), tuple(templates))
@@ -427,7 +526,8 @@ class Worker:
         key = f"worker.{self.info.id}"
         join = await self.client.subscribe(_join_subject(self.info.id), cb=self._on_join)
         await bucket.put(key, self.info.to_json())
-        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(bucket, key))
+        heartbeat = Heartbeat(self.url, self.creds, key, self.info.to_json())
+        heartbeat.start()
         if self.out is not None:
             offers = ", ".join(self.info.agents + self.info.templates) or "nothing"
             self.out.write(f"worker {self.info.id} ready: team {self.team.name}, hosts {offers}\n")
@@ -435,21 +535,13 @@ class Worker:
         try:
             await self._done.wait()
         finally:
-            heartbeat.cancel()
+            await asyncio.to_thread(heartbeat.stop)
             with contextlib.suppress(Exception):
                 await join.unsubscribe()
                 await bucket.delete(key)
             for run in list(self._runs):
                 run.cancel()
-            await asyncio.gather(heartbeat, *self._runs, return_exceptions=True)
-
-    async def _heartbeat(self, bucket: KeyValue, key: str) -> None:
-        status = await bucket.status()
-        period = (status.ttl or DEFAULT_WORKER_TTL_SECONDS) / 5
-        while True:
-            await asyncio.sleep(period)
-            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, OSError):
-                await bucket.put(key, self.info.to_json())
+            await asyncio.gather(*self._runs, return_exceptions=True)
 
     async def _on_join(self, msg: Msg) -> None:
         try:
@@ -480,14 +572,35 @@ class Worker:
         task.add_done_callback(self._runs.discard)
         await msg.respond(b"{}")
 
+    async def _lead_lost(self, run_id: str) -> None:
+        """Return once the lead's heartbeat for ``run_id`` has expired (it died)."""
+        bucket = await workers_bucket(self.client)
+        status = await bucket.status()
+        period = (status.ttl or DEFAULT_WORKER_TTL_SECONDS) / 5
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await bucket.get(_lead_key(run_id))
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                log.warning("the run's lead is gone; ending its agents here", run=run_id)
+                return
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError):
+                continue  # the broker itself is away: no verdict on the lead
+
     async def _serve_run(self, worker_run: WorkerRun, start_sub: Any) -> None:
         takers = [
             asyncio.get_running_loop().create_task(worker_run.take_spawns(t))
             for t in self.info.templates
         ]
+        ended = asyncio.get_running_loop().create_task(worker_run.hub.run_ended.wait())
+        lead_lost = asyncio.get_running_loop().create_task(
+            self._lead_lost(worker_run.hub.subjects.run_id)
+        )
         try:
-            await worker_run.hub.run_ended.wait()
+            await asyncio.wait([ended, lead_lost], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for task in (ended, lead_lost):
+                task.cancel()
             for taker in takers:
                 taker.cancel()
             await asyncio.gather(*takers, return_exceptions=True)

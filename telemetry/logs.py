@@ -91,6 +91,16 @@ def bound_agent(name: str) -> Iterator[None]:
         yield
 
 
+def _asyncio_ssl_noise(record: logging.LogRecord) -> bool:
+    """False for asyncio's warning that a stream protocol over TLS returned True from
+    ``eof_received`` (the NATS client's does, each time a TLS connection to a broker
+    ends): it says nothing to a user and nothing can be done about it."""
+    return not (
+        record.name == "asyncio"
+        and record.getMessage().startswith("returning true from eof_received()")
+    )
+
+
 def configure_logging(level: str = "WARNING", stream: TextIO | None = None) -> None:
     """For the command line: render all logging on ``stream`` (stderr) at ``level``.
 
@@ -118,6 +128,7 @@ def configure_logging(level: str = "WARNING", stream: TextIO | None = None) -> N
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(out)
+    handler.addFilter(_asyncio_ssl_noise)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

