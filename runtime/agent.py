@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from anthropic.types import Message
 from opentelemetry.context import Context
 
-from runtime.defaults import default_model
 from runtime.errors import MalformedResponseError, OrchestraceError, ToolError
 from runtime.hub import (
     SYSTEM_SENDER,
@@ -30,6 +29,7 @@ from runtime.hub import (
 from runtime.limits import Budget, LimitExceeded, RunLimits
 from runtime.models import ModelClient, ModelRequest
 from runtime.prompts import render_messages
+from runtime.run_defaults import default_model
 from runtime.tools import (
     AgentTool,
     Schema,

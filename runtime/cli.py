@@ -12,9 +12,8 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO, TypeAlias
 
-from runtime.defaults import DEFAULT_SPANS_FILE, MODEL_ENV, SCENARIO_NAMES, default_model
 from runtime.errors import ConfigurationError
 from runtime.limits import (
     DEFAULT_MAX_AGENTS,
@@ -25,6 +24,7 @@ from runtime.limits import (
     RunLimits,
 )
 from runtime.process import tune_process
+from runtime.run_defaults import DEFAULT_SPANS_FILE, MODEL_ENV, SCENARIO_NAMES, default_model
 from telemetry import settings
 from telemetry.redact import for_terminal
 from telemetry.setup import DEFAULT_SERVICE_NAME
@@ -120,7 +120,7 @@ def _count(minimum: int) -> Callable[[str], int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used to render --help in the README)."""
+    """The argument parser: one function per command, shared options added by helpers."""
     parser = argparse.ArgumentParser(
         prog="orchestrace",
         description="Observability-first orchestration runtime for multi-agent systems on "
@@ -130,7 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_command(commands)
+    _add_worker_command(commands)
+    _add_summary_command(commands)
+    _add_profile_command(commands)
+    return parser
 
+
+#: What ``add_subparsers`` returns (argparse's public API gives the type no public name).
+_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _add_run_command(commands: _Commands) -> None:
     run = commands.add_parser(
         "run",
         help="run a team (built-in or your own) with live output and a summary",
@@ -153,11 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the lead's task (default: the lead's own Agent(task=...); a lead without one "
         "needs --task)",
     )
-    run.add_argument(
-        "--offline",
-        action="store_true",
-        help="use the scripted model even if ANTHROPIC_API_KEY is set",
-    )
+    _add_model_options(run)
     run.add_argument(
         "--model", default=None, help=f"Claude model (default: ${MODEL_ENV} or claude-opus-4-8)"
     )
@@ -168,13 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream model responses, recording the time to first token and per output "
         "token; --no-stream waits for each response whole (default: --stream)",
     )
-    run.add_argument(
-        "--spans-file",
-        default=DEFAULT_SPANS_FILE,
-        metavar="PATH",
-        help="also write every span as OTLP/JSON lines here "
-        f"(default: {DEFAULT_SPANS_FILE}; '' to disable)",
-    )
+    _add_spans_file(run, "also write every span as OTLP/JSON lines here")
     run.add_argument("--quiet", action="store_true", help="no live lines, only the summary")
     run.add_argument("--max-turns", type=_count(1), default=20, help="model turns per agent (20)")
     run.add_argument(
@@ -187,56 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait_for_message timeout (60)",
     )
-    run.add_argument(
-        "--time-scale",
-        type=_positive,
-        default=1.0,
-        metavar="FACTOR",
-        help="multiply the sleep tool and scripted latency (0 = instant)",
-    )
-    run.add_argument(
-        "--latency",
-        type=_positive,
-        default=0.25,
-        metavar="SECONDS",
-        help="scripted model: seconds per call (0.25)",
-    )
-    limits = run.add_argument_group("limits that protect a paid API (0 = unlimited)")
-    limits.add_argument(
-        "--max-agents",
-        type=_count(0),
-        default=DEFAULT_MAX_AGENTS,
-        help=f"agents per run, helpers included ({DEFAULT_MAX_AGENTS})",
-    )
-    limits.add_argument(
-        "--max-model-calls",
-        type=_count(0),
-        default=DEFAULT_MAX_MODEL_CALLS,
-        help=f"model calls per run ({DEFAULT_MAX_MODEL_CALLS})",
-    )
-    limits.add_argument(
-        "--max-total-tokens",
-        type=_count(0),
-        default=DEFAULT_MAX_TOKENS_TOTAL,
-        help=f"input + output tokens per run ({DEFAULT_MAX_TOKENS_TOTAL})",
-    )
-    limits.add_argument(
-        "--max-concurrent-calls",
-        type=_count(0),
-        default=DEFAULT_MAX_CONCURRENT_CALLS,
-        help=f"model calls in flight at once ({DEFAULT_MAX_CONCURRENT_CALLS})",
-    )
-    limits.add_argument(
-        "--max-message-chars",
-        type=_count(0),
-        default=DEFAULT_MAX_MESSAGE_CHARS,
-        help=f"characters per send_message ({DEFAULT_MAX_MESSAGE_CHARS})",
-    )
-    run.add_argument(
-        "--log-level",
-        default=None,
-        help="structlog level on stderr (default: $ORCHESTRACE_LOG_LEVEL or WARNING)",
-    )
+    _add_limit_options(run)
+    _add_log_level(run)
     _add_hub_options(run, required=False)
     run.add_argument(
         "--workers",
@@ -246,6 +199,86 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --hub: first wait (up to 60 s) until N workers of the team are up (0)",
     )
 
+
+#: The run caps: (option, RunLimits field, default, what it counts); 0 is unlimited.
+_LIMITS: Final = (
+    ("--max-agents", "max_agents", DEFAULT_MAX_AGENTS, "agents per run, helpers included"),
+    ("--max-model-calls", "max_model_calls", DEFAULT_MAX_MODEL_CALLS, "model calls per run"),
+    (
+        "--max-total-tokens",
+        "max_tokens_total",
+        DEFAULT_MAX_TOKENS_TOTAL,
+        "input + output tokens per run",
+    ),
+    (
+        "--max-concurrent-calls",
+        "max_concurrent_calls",
+        DEFAULT_MAX_CONCURRENT_CALLS,
+        "model calls in flight at once",
+    ),
+    (
+        "--max-message-chars",
+        "max_message_chars",
+        DEFAULT_MAX_MESSAGE_CHARS,
+        "characters per send_message",
+    ),
+)
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    limits = parser.add_argument_group("limits that protect a paid API (0 = unlimited)")
+    for option, field, default, counts in _LIMITS:
+        limits.add_argument(
+            option,
+            dest=field,
+            metavar=option[2:].upper().replace("-", "_"),
+            type=_count(0),
+            default=default,
+            help=f"{counts} ({default})",
+        )
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--offline`` and the scripted model's pace: shared by ``run`` and ``worker``."""
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="use the scripted model even if ANTHROPIC_API_KEY is set",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=_positive,
+        default=1.0,
+        metavar="FACTOR",
+        help="multiply the sleep tool and scripted latency (0 = instant)",
+    )
+    parser.add_argument(
+        "--latency",
+        type=_positive,
+        default=0.25,
+        metavar="SECONDS",
+        help="scripted model: seconds per call (0.25)",
+    )
+
+
+def _add_spans_file(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--spans-file",
+        default=DEFAULT_SPANS_FILE,
+        metavar="PATH",
+        help=f"{what} (default: {DEFAULT_SPANS_FILE}; '' to disable)",
+    )
+
+
+def _add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help="structlog level on stderr (default: $ORCHESTRACE_LOG_LEVEL or WARNING)",
+    )
+
+
+def _add_worker_command(commands: _Commands) -> None:
     worker = commands.add_parser(
         "worker",
         help="host agents of a team for runs started elsewhere (--hub nats://...)",
@@ -272,26 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="templates whose instances this worker takes (default: all of the team's; '' none)",
     )
     worker.add_argument("--once", action="store_true", help="exit after one run")
-    worker.add_argument(
-        "--offline",
-        action="store_true",
-        help="use the scripted model even if ANTHROPIC_API_KEY is set",
-    )
-    worker.add_argument(
-        "--spans-file",
-        default=DEFAULT_SPANS_FILE,
-        metavar="PATH",
-        help=f"append every span here (default: {DEFAULT_SPANS_FILE}; '' to disable)",
-    )
-    worker.add_argument("--time-scale", type=_positive, default=1.0, metavar="FACTOR")
-    worker.add_argument("--latency", type=_positive, default=0.25, metavar="SECONDS")
-    worker.add_argument(
-        "--log-level",
-        default=None,
-        help="structlog level on stderr (default: $ORCHESTRACE_LOG_LEVEL or WARNING)",
-    )
+    _add_model_options(worker)
+    _add_spans_file(worker, "append every span here")
+    _add_log_level(worker)
     _add_hub_options(worker, required=True)
 
+
+def _add_summary_command(commands: _Commands) -> None:
     summary = commands.add_parser(
         "summary",
         help="print a run's summary from a spans file or from Jaeger",
@@ -301,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_source_options(summary, "summarise")
 
+
+def _add_profile_command(commands: _Commands) -> None:
     profile = commands.add_parser(
         "profile",
         help="where a run spent its time: timelines, critical path, waits",
@@ -337,7 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
         "path, sequence diagram; opens offline) and print 'report: PATH' (on stderr with "
         "--json or --mermaid)",
     )
-    return parser
 
 
 def _add_hub_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -403,33 +424,14 @@ def _scaled_sleep(scale: float) -> Callable[[float], Awaitable[None]]:
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     """``orchestrace run``: returns the exit code."""
-    from runtime.agent import RunConfig
-    from runtime.hub import AgentState
-    from runtime.loader import UserCodeError, load_team
-    from runtime.runner import choose_model, new_run
-    from telemetry.cost import default_prices
+    from runtime.loader import UserCodeError
     from telemetry.live import LiveView, SummaryProcessor
     from telemetry.logs import configure_logging
     from telemetry.setup import setup_telemetry
 
     configure_logging(args.log_level or settings.LOG_LEVEL.get())
     try:
-        team = load_team(args.target)
-        if args.task is None and team.lead_agent.task is None:
-            raise ConfigurationError(
-                f"no task for {team.lead!r}: pass --task TEXT, or give the lead "
-                "Agent(..., task=...)"
-            )
-        model = choose_model(
-            team,
-            offline=args.offline,
-            latency=args.latency,
-            sleep=_scaled_sleep(args.time_scale),
-        )
-        default_prices()  # a malformed ORCHESTRACE_PRICES file is a setting error
-        args.hub = args.hub or settings.HUB_URL.get() or None
-        if args.hub is not None:
-            _check_hub(args.hub, args.hub_creds)
+        team, model = _load_run_target(args)
     except (ConfigurationError, ValueError) as exc:
         sys.stderr.write(for_terminal(f"orchestrace run: {exc}", newlines=False) + "\n")
         return 2
@@ -458,34 +460,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"model: {model_name} via the Anthropic API\n")
     if telemetry.exporters:
         out.write(f"telemetry: {', '.join(telemetry.exporters)}\n")
-    run_id = uuid.uuid4().hex
-
-    def make_run(hub: Hub | None = None, placement: Placement | None = None) -> RunContext:
-        return new_run(
-            model,
-            tracer_provider=telemetry.tracer_provider,
-            meter_provider=telemetry.meter_provider,
-            content=telemetry.content,
-            run_id=run_id,
-            config=RunConfig(
-                model=model_name,
-                max_tokens=args.max_tokens,
-                max_turns=args.max_turns,
-                wait_timeout=args.wait_timeout,
-                sleep=_scaled_sleep(args.time_scale),
-                stream=args.stream,
-            ),
-            limits=RunLimits(
-                max_agents=args.max_agents or None,
-                max_model_calls=args.max_model_calls or None,
-                max_tokens_total=args.max_total_tokens or None,
-                max_concurrent_calls=args.max_concurrent_calls or None,
-                max_message_chars=args.max_message_chars or None,
-            ),
-            hub=hub,
-            placement=placement,
-        )
-
+    make_run = _run_factory(args, model, model_name, telemetry)
     trace_ids: list[str] = []
 
     def started(trace_id: str) -> None:
@@ -514,11 +489,11 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         return 2
     finally:
         telemetry.shutdown()
-    run = runs[0]
-    if result is not None:
-        out.write(f"\n[lead final answer]\n{for_terminal(result.text)}\n\n")
-    else:
-        out.write(f"\n[interrupted by {run.interrupted}]\n\n")
+    out.write(
+        f"\n[lead final answer]\n{for_terminal(result.text)}\n\n"
+        if result is not None
+        else f"\n[interrupted by {runs[0].interrupted}]\n\n"
+    )
     if telemetry.enabled and trace_ids:
         out.write(summary.summary(trace_ids[0]).render())
     else:
@@ -528,16 +503,84 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     if spans_file is not None and telemetry.enabled:
         out.write(f"\nspans: {spans_file}  (orchestrace summary {spans_file})\n")
     out.flush()
+    return _run_exit_code(result, runs[0], telemetry, out)
+
+
+def _load_run_target(args: argparse.Namespace) -> tuple[Team, ModelClient]:
+    """The team and model ``run`` uses, every setting checked before anything is set up.
+
+    Raises ConfigurationError (or ValueError) for a bad target, task or setting, and
+    UserCodeError for the user's file failing to import.
+    """
+    from runtime.loader import load_team
+    from runtime.runner import choose_model
+    from telemetry.cost import default_prices
+
+    team = load_team(args.target)
+    if args.task is None and team.lead_agent.task is None:
+        raise ConfigurationError(
+            f"no task for {team.lead!r}: pass --task TEXT, or give the lead Agent(..., task=...)"
+        )
+    model = choose_model(
+        team, offline=args.offline, latency=args.latency, sleep=_scaled_sleep(args.time_scale)
+    )
+    default_prices()  # a malformed ORCHESTRACE_PRICES file is a setting error
+    args.hub = args.hub or settings.HUB_URL.get() or None
+    if args.hub is not None:
+        _check_hub(args.hub, args.hub_creds)
+    return team, model
+
+
+def _run_factory(
+    args: argparse.Namespace, model: ModelClient, model_name: str, telemetry: Telemetry
+) -> Callable[..., RunContext]:
+    """Makes the run's RunContext from the options: here, or as the lead on a broker."""
+    from runtime.agent import RunConfig
+    from runtime.runner import new_run
+
+    run_id = uuid.uuid4().hex
+    limits = RunLimits(**{field: getattr(args, field) or None for _, field, _, _ in _LIMITS})
+
+    def make_run(hub: Hub | None = None, placement: Placement | None = None) -> RunContext:
+        return new_run(
+            model,
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=telemetry.meter_provider,
+            content=telemetry.content,
+            run_id=run_id,
+            config=RunConfig(
+                model=model_name,
+                max_tokens=args.max_tokens,
+                max_turns=args.max_turns,
+                wait_timeout=args.wait_timeout,
+                sleep=_scaled_sleep(args.time_scale),
+                stream=args.stream,
+            ),
+            limits=limits,
+            hub=hub,
+            placement=placement,
+        )
+
+    return make_run
+
+
+def _run_exit_code(
+    result: AgentResult | None, run: RunContext, telemetry: Telemetry, out: TextIO
+) -> int:
+    """0 when the lead finished its task; 128 + the signal for an interrupted run; else 1."""
+    from runtime.hub import AgentState
+
     if result is None:
         return 128 + _SIGNALS[run.interrupted or "SIGINT"]
     if telemetry.interrupted:  # Ctrl-C while the exit waited on a collector
         return 128 + _SIGNALS["SIGINT"]
-    lead = result
-    if lead.state is AgentState.DONE and lead.reason == "end_turn":
+    if result.state is AgentState.DONE and result.reason == "end_turn":
         return 0
     # A lead stopped by a limit, max_turns, a refusal or a crash did not finish its task:
     # scripts and CI must be able to tell.
-    out.write(for_terminal(f"run incomplete: the lead ended {lead.state} ({lead.reason})") + "\n")
+    out.write(
+        for_terminal(f"run incomplete: the lead ended {result.state} ({result.reason})") + "\n"
+    )
     out.flush()
     return 1
 

@@ -14,8 +14,8 @@ from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import Message, Usage
 from opentelemetry.trace import TracerProvider
 
-from runtime.defaults import DEFAULT_MODEL, MODEL_ENV, default_model
 from runtime.errors import ConfigurationError, MalformedResponseError
+from runtime.run_defaults import DEFAULT_MODEL, MODEL_ENV, default_model
 from telemetry import compat, settings, spans
 
 __all__ = [

@@ -24,11 +24,11 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from runtime.agent import AgentResult, Placement, RunConfig, RunContext
-from runtime.defaults import DEFAULT_SPANS_FILE
 from runtime.errors import ConfigurationError
 from runtime.hub import AgentState, Hub
 from runtime.limits import RunLimits
 from runtime.models import ModelClient
+from runtime.run_defaults import DEFAULT_SPANS_FILE
 from runtime.teams import (
     Agent,
     Team,

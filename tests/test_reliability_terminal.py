@@ -145,7 +145,7 @@ def test_ctrl_c_while_the_exit_waits_on_a_collector_still_prints_the_summary(
     assert (tmp_path / "orchestrace-spans.jsonl").stat().st_size > 0
 
 
-@pytest.mark.parametrize("module", ["telemetry.redact", "runtime.defaults", "runtime.cli"])
+@pytest.mark.parametrize("module", ["telemetry.redact", "runtime.run_defaults", "runtime.cli"])
 def test_ctrl_c_while_the_command_imports_ends_quietly_with_130(module: str) -> None:
     """SIGINT as soon as ``module`` has been imported (``-X importtime`` says when, on
     stderr): the command is still importing, or has just started reading; either way 130

@@ -122,7 +122,7 @@ async def test_no_chat_content_without_capture(traced: Traced) -> None:
 
 
 async def test_the_command_line_offers_exactly_the_scenarios_that_exist() -> None:
-    from runtime.defaults import SCENARIO_NAMES
+    from runtime.run_defaults import SCENARIO_NAMES
     from runtime.scenarios import SCENARIOS
 
     assert tuple(sorted(SCENARIOS)) == SCENARIO_NAMES

@@ -1,4 +1,4 @@
-"""Names and defaults the command line needs before anything heavy is imported.
+"""The run defaults the command line needs before anything heavy is imported.
 
 ``orchestrace summary`` must start fast: it never needs the anthropic SDK (about 1.5 s to
 import here). The parser takes its choices and defaults from this module; the modules that
