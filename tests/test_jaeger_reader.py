@@ -147,9 +147,11 @@ class FakeJaeger:
         found = [(r, s) for r, s in self.spans if s["traceId"] in wanted]
         if not found:
             return 404, {"error": {"httpCode": 404, "message": "No traces found"}}
-        # Jaeger regroups a trace's spans by resource, in its own order.
-        resource = found[0][0]
-        spans = [s for _, s in reversed(found)]
+        # Jaeger regroups a trace's spans by resource (one per process), in its own order.
+        groups: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        for resource, span in reversed(found):
+            key = json.dumps(resource, sort_keys=True)
+            groups.setdefault(key, (resource, []))[1].append(span)
         return 200, {
             "result": {
                 "resourceSpans": [
@@ -157,6 +159,7 @@ class FakeJaeger:
                         "resource": resource,
                         "scopeSpans": [{"scope": {"name": "orchestrace"}, "spans": spans}],
                     }
+                    for resource, spans in groups.values()
                 ]
             }
         }
@@ -164,10 +167,10 @@ class FakeJaeger:
     def encode(self, body: dict[str, Any]) -> bytes:
         if not (self.chunked and "result" in body):
             return json.dumps(body).encode()
-        [rs] = body["result"]["resourceSpans"]
-        [ss] = rs["scopeSpans"]
         chunks = [
             {"result": {"resourceSpans": [{**rs, "scopeSpans": [{**ss, "spans": [span]}]}]}}
+            for rs in body["result"]["resourceSpans"]
+            for ss in rs["scopeSpans"]
             for span in ss["spans"]
         ]
         return "\n".join(json.dumps(chunk) for chunk in chunks).encode()

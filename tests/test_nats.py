@@ -9,6 +9,7 @@ broker is one line and exit status 2.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from typing import Any
 import pytest
 from nats_broker import Broker, free_port, running_broker
 from support import SNAPSHOT_KEYS, Recorder, Traced
+from test_jaeger_reader import FakeJaeger
 from test_stack import compose, needs_compose
 
 import orchestrace
@@ -254,6 +256,20 @@ def test_a_team_split_over_two_workers_matches_the_in_process_run(research: Spli
     for agent in ("planner", "researcher", "critic"):
         assert f"\n  {agent}: " in summary
     assert "· completed" in summary
+
+
+def test_jaeger_s_copy_of_a_split_run_summarises_as_the_file_does(research: SplitRun) -> None:
+    """Jaeger groups a trace by process; ``summary --jaeger`` still shows one run, the same
+    as the merged spans files."""
+    documents = [json.loads(line) for line in research.spans.read_text().splitlines()]
+    (trace_id,) = {r.trace_id for r in research.records}
+    with FakeJaeger(documents) as jaeger:
+        from_jaeger, from_file = io.StringIO(), io.StringIO()
+        assert main(["summary", "--jaeger", jaeger.url, "--trace-id", trace_id], from_jaeger) == 0
+        assert main(["summary", str(research.spans), "--trace-id", trace_id], from_file) == 0
+    assert from_jaeger.getvalue() == from_file.getvalue()
+    for agent in ("planner", "researcher", "critic"):
+        assert f"\n  {agent}: " in from_jaeger.getvalue()
 
 
 def test_every_receive_links_to_its_send_in_another_process(research: SplitRun) -> None:
