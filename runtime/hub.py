@@ -305,17 +305,24 @@ class Hub:
         """The hub's clock, used for ``sent_at``."""
         return self._clock_ns()
 
-    def post(self, envelope: Envelope) -> PostResult:
-        """Put ``envelope`` in its recipient's inbox if the recipient is alive."""
+    def outcome_of(self, envelope: Envelope) -> PostResult:
+        """What posting ``envelope`` now would do: deliver it, or report its recipient
+        unknown or ended (nothing is posted)."""
         rid = envelope.recipient
         state = self._states.get(rid)
         if state is None:
             return PostResult(rid, DeliveryOutcome.UNKNOWN)
         if state.ended:
             return PostResult(rid, DeliveryOutcome.ENDED, state)
-        self._inboxes.put(envelope)
-        self._wakeups[rid].set()
         return PostResult(rid, DeliveryOutcome.DELIVERED)
+
+    def post(self, envelope: Envelope) -> PostResult:
+        """Put ``envelope`` in its recipient's inbox if the recipient is alive."""
+        result = self.outcome_of(envelope)
+        if result.outcome is DeliveryOutcome.DELIVERED:
+            self._inboxes.put(envelope)
+            self._wakeups[envelope.recipient].set()
+        return result
 
     async def send(self, envelope: Envelope) -> PostResult:
         """:meth:`post` for an agent's ``send_message``: a networked hub waits here until

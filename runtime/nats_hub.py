@@ -613,18 +613,9 @@ class NatsHub(Hub):
         """A message id unique across the run's processes (the broker dedups by it)."""
         return f"msg-{self.host}-{next(self._ids)}"
 
-    def _outcome(self, envelope: Envelope) -> PostResult:
-        rid = envelope.recipient
-        state = self._states.get(rid)
-        if state is None:
-            return PostResult(rid, DeliveryOutcome.UNKNOWN)
-        if state.ended:
-            return PostResult(rid, DeliveryOutcome.ENDED, state)
-        return PostResult(rid, DeliveryOutcome.DELIVERED)
-
     def post(self, envelope: Envelope) -> PostResult:
         """Publish ``envelope`` in the background (runtime notices); its outcome now."""
-        result = self._outcome(envelope)
+        result = self.outcome_of(envelope)
         if result.outcome is DeliveryOutcome.DELIVERED:
             self._soon(self._publish_logged(envelope))
         return result
@@ -636,7 +627,7 @@ class NatsHub(Hub):
         and :class:`~runtime.hub.TransportError` when the broker stays unreachable.
         """
         data, headers = self._wire(envelope)  # too large for anyone: say so first
-        result = self._outcome(envelope)
+        result = self.outcome_of(envelope)
         if result.outcome is DeliveryOutcome.DELIVERED:
             await self._publish(envelope.recipient, data, headers)
         return result

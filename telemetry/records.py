@@ -131,10 +131,9 @@ class ReadNotes:
 
 
 # --- SDK spans ---------------------------------------------------------------------------
-def _json_native(value: object) -> object:
-    """``value`` as plain JSON data (for mapping attributes, which become JSON text)."""
-    if value is None or value.__class__ in _PLAIN:
-        return value
+def _scalar(value: object) -> AttrValue | None:
+    """A bool, str, int or float (or a subclass) as the plain type, bytes as base64 text;
+    None for anything else."""
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, str):
@@ -145,6 +144,16 @@ def _json_native(value: object) -> object:
         return float(value)
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
+    return None
+
+
+def _json_native(value: object) -> object:
+    """``value`` as plain JSON data (for mapping attributes, which become JSON text)."""
+    if value is None or value.__class__ in _PLAIN:
+        return value
+    scalar = _scalar(value)
+    if scalar is not None:
+        return scalar
     if isinstance(value, Mapping):
         return {str(k): _json_native(v) for k, v in value.items()}
     if isinstance(value, Sequence):
@@ -160,16 +169,9 @@ def _sdk_value(value: object) -> AttrValue | None:
     """One SDK attribute value as an :data:`AttrValue` (``None`` if empty)."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str):
-        return str.__str__(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
+    scalar = _scalar(value)
+    if scalar is not None:
+        return scalar
     if isinstance(value, Mapping):
         return kvlist_text(_json_native(value))
     if isinstance(value, Sequence):

@@ -28,10 +28,10 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, Generic, TypeVar
 
 import msgspec
 
@@ -122,25 +122,46 @@ class _Span(msgspec.Struct, frozen=True, gc=False):
     attributes: list[_KeyValue] | None = None
 
 
-class _ScopeSpans(msgspec.Struct, frozen=True, gc=False):
-    spans: list[_Span] | None = None
+#: The span struct a document is decoded into: each read declares only the fields it uses
+#: (msgspec skips the others without building them).
+S = TypeVar("S")
 
 
-class _ResourceSpans(msgspec.Struct, frozen=True, gc=False):
-    scopeSpans: list[_ScopeSpans] | None = None
-    instrumentationLibrarySpans: list[_ScopeSpans] | None = None
+class _ScopeSpans(msgspec.Struct, Generic[S], frozen=True, gc=False):
+    spans: list[S] | None = None
 
 
-class _Traces(msgspec.Struct, frozen=True, gc=False):
-    resourceSpans: list[_ResourceSpans] | None = None
+class _ResourceSpans(msgspec.Struct, Generic[S], frozen=True, gc=False):
+    scopeSpans: list[_ScopeSpans[S]] | None = None
+    instrumentationLibrarySpans: list[_ScopeSpans[S]] | None = None
 
 
-class _Document(msgspec.Struct, frozen=True, gc=False):
-    resourceSpans: list[_ResourceSpans] | None = None
-    result: _Traces | None = None
+class _Traces(msgspec.Struct, Generic[S], frozen=True, gc=False):
+    resourceSpans: list[_ResourceSpans[S]] | None = None
 
 
-_DECODER: Final = msgspec.json.Decoder(_Document)
+class _Document(msgspec.Struct, Generic[S], frozen=True, gc=False):
+    """One line of the Collector's file format, or one answer of Jaeger's v3 API
+    (``{"result": ...}``)."""
+
+    resourceSpans: list[_ResourceSpans[S]] | None = None
+    result: _Traces[S] | None = None
+
+
+def _spans_of(document: _Document[S]) -> Iterator[S]:
+    """Every span of ``document``, under either key the format has had for scopes."""
+    resource_spans = document.resourceSpans
+    if resource_spans is None and document.result is not None:
+        resource_spans = document.result.resourceSpans
+    for rs in resource_spans or ():
+        scopes = rs.scopeSpans
+        if scopes is None:
+            scopes = rs.instrumentationLibrarySpans
+        for ss in scopes or ():
+            yield from ss.spans or ()
+
+
+_DECODER: Final = msgspec.json.Decoder(_Document[_Span])
 _VALUE_DECODER: Final = msgspec.json.Decoder(_AnyValue | None)
 
 
@@ -176,33 +197,25 @@ class _Reader:
             found = self.trace_ids[raw] = otlp_id(raw, 32)
         return found
 
-    def spans(self, document: _Document) -> Iterator[SpanFacts]:
-        resource_spans = document.resourceSpans
-        if resource_spans is None and document.result is not None:
-            resource_spans = document.result.resourceSpans
+    def spans(self, document: _Document[_Span]) -> Iterator[SpanFacts]:
         keys = self.keys
-        for rs in resource_spans or ():
-            scopes = rs.scopeSpans
-            if scopes is None:
-                scopes = rs.instrumentationLibrarySpans
-            for ss in scopes or ():
-                for s in ss.spans or ():
-                    attributes: dict[str, AttrValue] = {}
-                    for kv in s.attributes or ():
-                        if kv.key in keys and kv.value:
-                            value = _VALUE_DECODER.decode(kv.value)
-                            converted = None if value is None else _value(value)
-                            if converted is not None:
-                                attributes[kv.key] = converted
-                    code = s.status.code if s.status is not None else None
-                    yield SpanFacts(
-                        self.trace_id(s.traceId),
-                        int(s.startTimeUnixNano or 0),
-                        int(s.endTimeUnixNano or 0),
-                        STATUS_OF.get(code or 0) or enum_name(code, STATUSES, "STATUS_CODE_"),
-                        attributes,
-                        s.spanId or "",
-                    )
+        for s in _spans_of(document):
+            attributes: dict[str, AttrValue] = {}
+            for kv in s.attributes or ():
+                if kv.key in keys and kv.value:
+                    value = _VALUE_DECODER.decode(kv.value)
+                    converted = None if value is None else _value(value)
+                    if converted is not None:
+                        attributes[kv.key] = converted
+            code = s.status.code if s.status is not None else None
+            yield SpanFacts(
+                self.trace_id(s.traceId),
+                int(s.startTimeUnixNano or 0),
+                int(s.endTimeUnixNano or 0),
+                STATUS_OF.get(code or 0) or enum_name(code, STATUSES, "STATUS_CODE_"),
+                attributes,
+                s.spanId or "",
+            )
 
 
 def _general(line: bytes, keys: frozenset[str]) -> list[SpanFacts]:
@@ -238,8 +251,29 @@ def scan_spans_file(
     ``start``) — except, with ``notes``, a last line cut short (see
     :class:`~telemetry.records.ReadNotes`). ``-`` reads standard input.
     """
-    name = os.fspath(path)
     reader = _Reader(keys)
+
+    def typed(line: bytes) -> list[SpanFacts]:
+        return list(reader.spans(_DECODER.decode(line)))
+
+    return _scan_lines(path, typed, lambda line: _general(line, keys), start, end, notes)
+
+
+R = TypeVar("R")
+
+
+def _scan_lines(
+    path: str | os.PathLike[str],
+    typed: Callable[[bytes], list[R]],
+    general: Callable[[bytes], list[R]],
+    start: int,
+    end: int | None,
+    notes: ReadNotes | None,
+) -> Iterator[R]:
+    """The records of each line beginning in ``[start, end)``: from ``typed`` (the fast
+    decode of the usual shape), else ``general`` (any shape the format allows); errors as
+    :func:`scan_spans_file` says."""
+    name = os.fspath(path)
     position = start
     with open_spans(path, start) as handle:
         for number, line in enumerate(handle, 1):
@@ -250,9 +284,9 @@ def scan_spans_file(
                 continue
             try:
                 try:
-                    records = list(reader.spans(_DECODER.decode(line)))
+                    records = typed(line)
                 except (msgspec.ValidationError, ValueError, TypeError):
-                    records = _general(line, keys)
+                    records = general(line)
             except (msgspec.DecodeError, ValueError, AttributeError, KeyError, TypeError) as exc:
                 if _cut_short(line, number, notes):
                     break
@@ -352,25 +386,7 @@ class _TreeSpan(msgspec.Struct, frozen=True, gc=False):
     links: list[_Link] | None = None
 
 
-class _TreeScopeSpans(msgspec.Struct, frozen=True, gc=False):
-    spans: list[_TreeSpan] | None = None
-
-
-class _TreeResourceSpans(msgspec.Struct, frozen=True, gc=False):
-    scopeSpans: list[_TreeScopeSpans] | None = None
-    instrumentationLibrarySpans: list[_TreeScopeSpans] | None = None
-
-
-class _TreeTraces(msgspec.Struct, frozen=True, gc=False):
-    resourceSpans: list[_TreeResourceSpans] | None = None
-
-
-class _TreeDocument(msgspec.Struct, frozen=True, gc=False):
-    resourceSpans: list[_TreeResourceSpans] | None = None
-    result: _TreeTraces | None = None
-
-
-_TREE_DECODER: Final = msgspec.json.Decoder(_TreeDocument)
+_TREE_DECODER: Final = msgspec.json.Decoder(_Document[_TreeSpan])
 
 
 class _TreeReader(_Reader):
@@ -409,57 +425,49 @@ class _TreeReader(_Reader):
                         attributes[key] = converted
         return attributes
 
-    def tree_spans(self, document: _TreeDocument) -> list[TreeFacts]:
+    def tree_spans(self, document: _Document[_TreeSpan]) -> list[TreeFacts]:
         """The spans of one decoded line (the per-span work inlined: it is most of a read)."""
-        resource_spans = document.resourceSpans
-        if resource_spans is None and document.result is not None:
-            resource_spans = document.result.resourceSpans
         out: list[TreeFacts] = []
         trace_ids, wanted, texts = self.trace_ids, self.wanted, self.texts
         span_keys = self.span_keys
-        for rs in resource_spans or ():
-            scopes = rs.scopeSpans
-            if scopes is None:
-                scopes = rs.instrumentationLibrarySpans
-            for ss in scopes or ():
-                for s in ss.spans or ():
-                    trace = trace_ids.get(s.traceId) or self.trace_id(s.traceId)
-                    if wanted is not None and trace != wanted:
-                        continue
-                    attributes: dict[str, AttrValue] = {}
-                    for kv in s.attributes or ():
-                        key = span_keys.get(kv.key)
-                        value = kv.value
-                        if key is None or value is None:
-                            continue
-                        text = value.stringValue
-                        if text is not None:
-                            attributes[key] = texts.setdefault(text, text)
-                        else:
-                            converted = _value(value)
-                            if converted is not None:
-                                attributes[key] = converted
-                    span_id = s.spanId
-                    parent = s.parentSpanId
-                    code = s.status.code if s.status is not None else None
-                    kind = s.kind
-                    links = s.links
-                    out.append(
-                        TreeFacts(
-                            trace,
-                            span_id.lower()
-                            if span_id is not None and len(span_id) == 16
-                            else otlp_id(span_id, 16),
-                            self.parent_id(parent) if parent else None,
-                            texts.setdefault(s.name, s.name),
-                            KIND_OF.get(kind) or KIND_OF[enum_name(kind, KINDS, "SPAN_KIND_")],
-                            int(s.startTimeUnixNano or 0),
-                            int(s.endTimeUnixNano or 0),
-                            STATUS_OF.get(code or 0) or enum_name(code, STATUSES, "STATUS_CODE_"),
-                            attributes,
-                            self.links(links) if links else (),
-                        )
-                    )
+        for s in _spans_of(document):
+            trace = trace_ids.get(s.traceId) or self.trace_id(s.traceId)
+            if wanted is not None and trace != wanted:
+                continue
+            attributes: dict[str, AttrValue] = {}
+            for kv in s.attributes or ():
+                key = span_keys.get(kv.key)
+                value = kv.value
+                if key is None or value is None:
+                    continue
+                text = value.stringValue
+                if text is not None:
+                    attributes[key] = texts.setdefault(text, text)
+                else:
+                    converted = _value(value)
+                    if converted is not None:
+                        attributes[key] = converted
+            span_id = s.spanId
+            parent = s.parentSpanId
+            code = s.status.code if s.status is not None else None
+            kind = s.kind
+            links = s.links
+            out.append(
+                TreeFacts(
+                    trace,
+                    span_id.lower()
+                    if span_id is not None and len(span_id) == 16
+                    else otlp_id(span_id, 16),
+                    self.parent_id(parent) if parent else None,
+                    texts.setdefault(s.name, s.name),
+                    KIND_OF.get(kind) or KIND_OF[enum_name(kind, KINDS, "SPAN_KIND_")],
+                    int(s.startTimeUnixNano or 0),
+                    int(s.endTimeUnixNano or 0),
+                    STATUS_OF.get(code or 0) or enum_name(code, STATUSES, "STATUS_CODE_"),
+                    attributes,
+                    self.links(links) if links else (),
+                )
+            )
         return out
 
     def parent_id(self, raw: str) -> str:
@@ -524,25 +532,9 @@ def scan_span_tree(
     attributes in ``link_keys``, and with ``trace_id`` only that trace's spans. ``start``,
     ``end``, ``notes``, memory and errors as for :func:`scan_spans_file`.
     """
-    name = os.fspath(path)
     reader = _TreeReader(keys, link_keys, trace_id)
-    position = start
-    with open_spans(path, start) as handle:
-        for number, line in enumerate(handle, 1):
-            if end is not None and position >= end:
-                break
-            position += len(line)
-            if not line.strip():
-                continue
-            try:
-                try:
-                    records = reader.tree_spans(_TREE_DECODER.decode(line))
-                except (msgspec.ValidationError, ValueError, TypeError):
-                    records = reader.general(line)
-            except (msgspec.DecodeError, ValueError, AttributeError, KeyError, TypeError) as exc:
-                if _cut_short(line, number, notes):
-                    break
-                raise ValueError(
-                    f"{name!s}: line {number}: malformed OTLP/JSON line: {exc}"
-                ) from exc
-            yield from records
+
+    def typed(line: bytes) -> list[TreeFacts]:
+        return reader.tree_spans(_TREE_DECODER.decode(line))
+
+    return _scan_lines(path, typed, reader.general, start, end, notes)

@@ -142,6 +142,13 @@ def _exception_attributes(exc: BaseException, message: str) -> dict[str, str]:
     }
 
 
+def _mark_failed(span: Span, error_type: str) -> None:
+    """``error.type`` and an error status that names the category only (for failures that
+    are not exceptions: a limit, an ``is_error`` tool result, whose texts may be content)."""
+    span.set_attribute(sc.ERROR_TYPE, error_type)
+    span.set_status(Status(StatusCode.ERROR, error_type))
+
+
 def _fail(span: Span, exc: BaseException, error_type: str) -> None:
     # The SDK's record_exception would copy str(exc) and the traceback as they are: an
     # error text from below the HTTP client can quote the API key.
@@ -299,8 +306,7 @@ class AgentSpan:
             _fail(self.span, error, self.error_type)
         elif failed:
             self.error_type = reason
-            self.span.set_attribute(sc.ERROR_TYPE, reason)
-            self.span.set_status(Status(StatusCode.ERROR, reason))
+            _mark_failed(self.span, reason)
 
 
 @dataclass
@@ -405,10 +411,9 @@ class ToolSpan:
         self.span.set_attribute(sc.TOOL_IS_ERROR, error_type is not None)
         if error_type is not None:
             self.error_type = error_type
-            self.span.set_attribute(sc.ERROR_TYPE, error_type)
-            # The description names the category only: error texts echo tool arguments,
-            # which are content and stay out of exported spans unless capture is on.
-            self.span.set_status(Status(StatusCode.ERROR, error_type))
+            # The status names the category only: error texts echo tool arguments, which
+            # are content and stay out of exported spans unless capture is on.
+            _mark_failed(self.span, error_type)
 
 
 @dataclass

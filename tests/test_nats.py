@@ -315,8 +315,9 @@ def test_a_killed_worker_s_agent_crashes_and_its_unread_message_goes_back(
     tmp_path: Path,
 ) -> None:
     marker = tmp_path / "napping"
-    # A one-second heartbeat TTL: set by the first process to create the workers bucket.
-    env = _env("worker1", NAP_MARKER=str(marker), ORCHESTRACE_WORKER_TTL="1")
+    # A short heartbeat TTL (set by the first process to create the workers bucket), long
+    # enough that a loaded machine does not starve the worker's heartbeat thread past it.
+    env = _env("worker1", NAP_MARKER=str(marker), ORCHESTRACE_WORKER_TTL="3")
     with running_broker(tmp_path) as fresh:
         worker = subprocess.Popen(
             [
@@ -345,6 +346,7 @@ def test_a_killed_worker_s_agent_crashes_and_its_unread_message_goes_back(
             # Kill the worker once the napper is in its tool and its worker holds the
             # lead's message unacknowledged: fetched, never read.
             while not marker.exists() or not _held(fresh, "inbox-napper"):
+                assert lead.poll() is None, f"the lead ended before the kill: {finished(lead)}"
                 time.sleep(0.05)
             worker.kill()
             out = finished(lead)
