@@ -113,6 +113,8 @@ def connection_settings(creds: str | None = None) -> tuple[str | None, ssl.SSLCo
     return creds, tls_context()
 
 
+#: How long closing a client whose first connection failed may take.
+CLOSE_SECONDS: Final = 5.0
 #: Hang detector for a first connection that neither succeeds nor fails (the client's own
 #: attempts end far sooner: three tries of 2 s).
 CONNECT_CEILING_SECONDS: Final = 30.0
@@ -128,6 +130,7 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
     check_hub_url(url)
     creds, tls = connection_settings(creds)
     errors: list[str] = []
+    refusals: list[str] = []
     refused = asyncio.Event()
 
     async def quiet(exc: Exception) -> None:
@@ -135,6 +138,7 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
         if isinstance(exc, (ssl.SSLError, nats.errors.AuthorizationError)) or (
             "Authorization Violation" in str(exc)
         ):
+            refusals.append(errors[-1])
             refused.set()
         log.debug("nats client", error=f"{type(exc).__name__}: {exc}")
 
@@ -145,13 +149,14 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
         for listener in list(listeners):
             await listener()
 
+    client = Client()
     attempt = asyncio.ensure_future(
-        nats.connect(
+        client.connect(
             servers=[url],
             name=name,
             connect_timeout=2,
             max_reconnect_attempts=2,
-            reconnect_time_wait=0.2,
+            reconnect_time_wait=0.2,  # type: ignore[arg-type]  # seconds; annotated int, a float works
             user_credentials=creds,
             tls=tls,
             error_cb=quiet,
@@ -175,11 +180,15 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
                 await attempt
     exc = None if attempt.cancelled() else attempt.exception()
     if attempt.cancelled() or exc is not None:
-        # The client's own last error says why ("Authorization Violation", a certificate
-        # check) where the exception only says that no server answered.
-        reason = errors[-1] if errors else (str(exc) or type(exc).__name__)
+        # A failed attempt can leave its socket open: close it (bounded: the client's own
+        # close may wait on a stream that never ends).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), CLOSE_SECONDS)
+        # The client's own errors say why ("Authorization Violation", a certificate check)
+        # where the exception only says that no server answered; a refusal first: the
+        # broken pipe that follows it says less.
+        reason = (refusals or errors or [str(exc) or type(exc).__name__])[-1]
         raise BrokerUnavailableError(f"cannot reach the NATS broker at {url}: {reason}")
-    client = attempt.result()
     client.options["max_reconnect_attempts"] = -1  # from now on: never give up
     _RECONNECT_LISTENERS[client] = listeners
     try:
