@@ -306,9 +306,11 @@ def test_spawned_helpers_run_on_the_workers_as_children_of_create_subagents(
     assert sorted(r.name for r in helpers) == [f"invoke_agent helper{n}" for n in (1, 2, 3)]
     for helper in helpers:
         assert helper.parent_span_id == create.span_id
-        assert _process(helper) in {"worker1", "worker2"}
         assert helper.attributes["orchestrace.agent.state"] == "killed"
     assert _process(create) == "lead"
+    # Spawns spread: each idle worker waits on the template's work queue with a request for
+    # one assignment, and the broker serves waiting requests in turn.
+    assert {_process(h) for h in helpers} == {"worker1", "worker2"}
 
 
 def test_a_killed_worker_s_agent_crashes_and_its_unread_message_goes_back(
