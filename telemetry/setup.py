@@ -51,6 +51,7 @@ from telemetry.export import (
     SpanCounter,
     count_drops,
 )
+from telemetry.liveness import Endpoint
 from telemetry.metrics import ExporterCounts, Instruments, PipelineCounts, close_instruments
 from telemetry.spans import LIVE_SNIPPET_CHARS, ContentPolicy
 
@@ -193,6 +194,9 @@ class Telemetry:
     _counts_lock: threading.Lock = field(default_factory=threading.Lock)
     #: Set when Ctrl-C (SIGINT) ended :meth:`shutdown`'s wait on the exporters.
     interrupted: bool = False
+    #: Whether each OTLP span exporter's receiver answers (:mod:`telemetry.liveness`): a
+    #: receiver that answers while an export shows no progress is slow, not dead.
+    probes: list[Callable[[], bool]] = field(default_factory=list)
 
     def pipeline_counts(self) -> PipelineCounts:
         """Spans ended; per exporter, spans exported, failed and dropped; metric points.
@@ -249,6 +253,19 @@ class Telemetry:
         progress (failures are not progress: an erroring collector gets no more time)."""
         return sum(c.exported for c in self.counters)
 
+    def _failed(self) -> int:
+        return sum(c.failed for c in self.counters)
+
+    def _receivers_answer(self) -> bool:
+        """Whether any OTLP receiver answers a probe (a probe that fails is a no)."""
+        for probe in self.probes:
+            try:
+                if probe():
+                    return True
+            except Exception:  # telemetry never raises into the program
+                log.debug("receiver probe failed", exc_info=True)
+        return False
+
     def shutdown(
         self,
         timeout: float | None = None,
@@ -263,7 +280,9 @@ class Telemetry:
         after the last span exported — so an unreachable, erroring or stalled collector
         holds the exit that long — and after ``ceiling`` seconds in all
         (``ORCHESTRACE_SHUTDOWN_CEILING``, 60) even while a slow one keeps answering.
-        (One request that takes longer than ``timeout`` looks like a stall.) The last part
+        One request that takes longer than ``timeout`` shows no progress: then the
+        receiver is probed on a new connection (:mod:`telemetry.liveness`, up to 1 s), and
+        one that answers gets another ``timeout``, up to the ceiling. The last part
         of ``timeout`` (a quarter, at most 1 s) is kept for the metrics' final export.
         Shutdown runs in daemon threads that are abandoned when it gives up; ``clock``
         measures the waits (tests move it). Ctrl-C during the wait ends it (sets
@@ -302,6 +321,7 @@ class Telemetry:
 
         start = last_progress = clock()
         progress = self.exported()
+        failed = self._failed()
         traces = threading.Thread(
             target=_stop_traces, name="orchestrace-telemetry-shutdown-traces", daemon=True
         )
@@ -314,7 +334,16 @@ class Telemetry:
                 now, exported = clock(), self.exported()
                 if exported != progress:
                     progress, last_progress = exported, now
-                if now - last_progress >= timeout - reserve or now - start >= ceiling - reserve:
+                if now - start >= ceiling - reserve:
+                    self._traces_abandoned.set()
+                    break
+                if now - last_progress >= timeout - reserve:
+                    # Slow, not dead: no export failed meanwhile (an erroring receiver gets
+                    # no more time) and the receiver answers on a new connection.
+                    if self._failed() == failed and self._receivers_answer():
+                        log.info("telemetry: the receiver answers; still waiting on its export")
+                        last_progress = clock()
+                        continue
                     self._traces_abandoned.set()
                     break
         except KeyboardInterrupt:
@@ -422,9 +451,13 @@ def setup_telemetry(
                 closers.append(close)
                 metric_labels.append("metrics:prometheus")
         span_exporters: list[tuple[SpanExporter, str]] = []
+        probes: list[Callable[[], bool]] = []
         for name in trace_names:
             if name == "otlp":
                 span_exporters.append((otlp_span_exporter(), f"otlp/{_protocol('traces')}"))
+                endpoint = Endpoint.for_traces(_protocol("traces"))
+                if endpoint is not None:
+                    probes.append(endpoint.answers)
             else:
                 span_exporters.append((ConsoleSpanExporter(out=sys.stderr), "console"))
         # The file is opened last (nothing else can fail after it: no empty spans file)
@@ -473,6 +506,7 @@ def setup_telemetry(
         True, tracer_provider, meter_provider, policy, names, counted, ended, closers
     )
     telemetry.metric_counters = metric_counters
+    telemetry.probes = probes
     # The pipeline's own health, as metrics: read from the counts above at each collection.
     Instruments.for_provider(meter_provider).pipeline.watch(telemetry)
     return telemetry

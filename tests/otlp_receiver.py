@@ -239,6 +239,23 @@ class _HTTPHandler(BaseHTTPRequestHandler):
     do_PUT = do_GET
     do_DELETE = do_GET
 
+    def do_OPTIONS(self) -> None:
+        """The exit's liveness probe (telemetry/liveness.py): answered, except in "stall"
+        mode — a stalled receiver answers nothing until released or closed (not counted as
+        a stalled request)."""
+        receiver = self.server.receiver
+        state = receiver._state
+        with receiver._cond:
+            generation = state.release_generation
+            receiver._cond.wait_for(
+                lambda: (
+                    state.mode != "stall" or state.closed or state.release_generation != generation
+                )
+            )
+            if state.closed:
+                return
+        self._reply(HTTPStatus.NO_CONTENT, b"", "text/plain")
+
     def do_POST(self) -> None:
         self.server.receiver._record_http_headers(
             {key.lower(): value for key, value in self.headers.items()}

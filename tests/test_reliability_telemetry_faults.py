@@ -31,13 +31,17 @@ from runtime.agent import RunConfig
 from runtime.cli import main
 from runtime.scenarios import run_scenario
 from runtime.scripted import ScriptedModel
+from telemetry.liveness import PROBE_SECONDS
 from telemetry.otlp_json import iter_spans_file
 from telemetry.setup import setup_telemetry
 
 SHUTDOWN_TIMEOUT = 1.0  # ORCHESTRACE_SHUTDOWN_TIMEOUT for these runs
+#: The erroring receiver answers the exit's probe (telemetry/liveness.py), so the exit
+#: waits while the exporter retries it, up to the exporter's own timeout: set to this.
+ERROR_RETRY_SECONDS = 2.0
 #: How long after its run starts a process may take to exit: the run itself (~0.3 s), the
 #: bounded telemetry shutdown, and slack for a loaded machine.
-EXIT_BOUND = 5.0
+EXIT_BOUND = 5.0 + PROBE_SECONDS + ERROR_RETRY_SECONDS
 FAULTS = [("down", "grpc"), ("error", "grpc"), ("stall", "http/protobuf")]
 RUNS = [("ok", "grpc"), *FAULTS]  # a healthy collector is the control
 #: Processes still running this long after launch are killed (and fail the exit test). A
@@ -103,6 +107,11 @@ def fault_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, F
                     OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
                     OTEL_EXPORTER_OTLP_INSECURE="true",
                     ORCHESTRACE_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT),
+                    **(
+                        {"OTEL_EXPORTER_OTLP_TIMEOUT": str(ERROR_RETRY_SECONDS)}
+                        if mode == "error"
+                        else {}
+                    ),
                 ),
             )
 
@@ -110,6 +119,10 @@ def fault_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, F
                 assert proc.stdout is not None
                 for line in proc.stdout:
                     done.lines.append((time.monotonic(), line))
+                # Each process's own exit time (waiting on them in turn would give a fast
+                # one the exit time of a slower one before it).
+                proc.wait()
+                done.exited_at = time.monotonic()
 
             reader = threading.Thread(target=read, daemon=True)
             reader.start()
@@ -118,11 +131,12 @@ def fault_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, F
         for proc, done, reader in procs.values():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                done.exited_at = time.monotonic()
                 done.returncode = proc.returncode
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+                reader.join(timeout=5)
+                done.exited_at = None  # killed at the deadline
             reader.join(timeout=5)
             assert proc.stderr is not None
             done.stderr = proc.stderr.read()
