@@ -16,7 +16,6 @@ protocol's default). Nothing here raises: a probe that cannot be made answers Fa
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import time
@@ -24,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
+
+from telemetry import settings
 
 #: How long one probe may take (real time): a black hole costs the exit this much more.
 PROBE_SECONDS: Final = 1.0
@@ -48,13 +49,15 @@ class Endpoint:
     def for_traces(cls, protocol: str, environ: Mapping[str, str] | None = None) -> Endpoint | None:
         """The trace exporter's endpoint for ``protocol`` (``grpc`` or ``http/protobuf``)
         from the environment, or None if it cannot be parsed."""
-        env = os.environ if environ is None else environ
         grpc = protocol == "grpc"
-        url = (
-            env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-            or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-            or _DEFAULTS["grpc" if grpc else "http"]
-        )
+        try:
+            url = (
+                settings.ENDPOINTS[1].get(environ)  # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+                or settings.ENDPOINTS[0].get(environ)  # OTEL_EXPORTER_OTLP_ENDPOINT
+                or _DEFAULTS["grpc" if grpc else "http"]
+            )
+        except settings.SettingError:
+            return None
         schemed = "://" in url
         try:
             parts = urlsplit(url if schemed else "http://" + url)
@@ -65,7 +68,7 @@ class Endpoint:
             return None
         tls = parts.scheme == "https"
         if grpc and not schemed:  # the gRPC exporter: TLS unless OTEL_EXPORTER_OTLP_INSECURE
-            tls = env.get("OTEL_EXPORTER_OTLP_INSECURE", "").strip().lower() != "true"
+            tls = not settings.INSECURE.get(environ)
         return cls(parts.hostname, port or (443 if tls else 80), tls, grpc)
 
     def answers(self, timeout: float = PROBE_SECONDS) -> bool:

@@ -356,6 +356,18 @@ ENDPOINTS: Final = tuple(
     for part in ("", "TRACES_", "METRICS_")
 )
 
+INSECURE: Final = _add(
+    Setting(
+        "OTEL_EXPORTER_OTLP_INSECURE",
+        FLAG[0],
+        FLAG[1],
+        False,
+        OnBad.WARN,
+        "gRPC without TLS to an endpoint written without a scheme (read by the SDK's "
+        "exporter; the exit's receiver probe follows it)",
+    )
+)
+
 # --- the batch span processor (one per exporter) -------------------------------------------
 
 BSP_MAX_QUEUE_SIZE: Final = _numeric(
