@@ -401,80 +401,21 @@ def setup_telemetry(
     for signal, names_of in (("traces", trace_names), ("metrics", metric_names)):
         if "otlp" in names_of:
             _protocol(signal)
-    resource = Resource.create()
-    service = str(resource.attributes.get(SERVICE_NAME, ""))
-    if not settings.SERVICE_NAME.given() and service.startswith("unknown_service"):
-        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    resource = _resource()
     policy = content_policy(live=live)
     redact = frozenset() if capture_content_enabled() else sc.CONTENT_KEYS
-
     # Metric readers first: the Prometheus port may be taken, and that must be said before
     # the spans file is opened.
-    readers: list[MetricReader] = []
-    closers: list[Callable[[], None]] = []
-    metric_counters: list[CountingMetricExporter] = []
-    names: list[str] = []
-    metric_labels: list[str] = []
-
-    def counting(exporter: MetricExporter, kind: str) -> CountingMetricExporter:
-        metric_counters.append(CountingMetricExporter(exporter, kind))
-        return metric_counters[-1]
-
-    def close_all() -> None:
-        for close in closers:
-            close()
-
+    readers = _MetricReaders.from_names(metric_names)
     try:
-        for name in metric_names:
-            if name == "otlp":
-                kind = f"otlp/{_protocol('metrics')}"
-                readers.append(
-                    PeriodicExportingMetricReader(
-                        counting(otlp_metric_exporter(), kind),
-                        export_interval_millis=_metric_interval(),
-                        export_timeout_millis=settings.METRIC_EXPORT_TIMEOUT.get(),
-                    )
-                )
-                metric_labels.append(f"metrics:{kind}")
-            elif name == "console":
-                readers.append(
-                    PeriodicExportingMetricReader(
-                        counting(ConsoleMetricExporter(out=sys.stderr), "console"),
-                        export_interval_millis=_metric_interval(),
-                        export_timeout_millis=settings.METRIC_EXPORT_TIMEOUT.get(),
-                    )
-                )
-                metric_labels.append("metrics:console")
-            else:
-                reader, close = prometheus_reader()
-                readers.append(reader)
-                closers.append(close)
-                metric_labels.append("metrics:prometheus")
-        span_exporters: list[tuple[SpanExporter, str]] = []
-        probes: list[Callable[[], bool]] = []
-        for name in trace_names:
-            if name == "otlp":
-                span_exporters.append((otlp_span_exporter(), f"otlp/{_protocol('traces')}"))
-                endpoint = Endpoint.for_traces(_protocol("traces"))
-                if endpoint is not None:
-                    probes.append(endpoint.answers)
-            else:
-                span_exporters.append((ConsoleSpanExporter(out=sys.stderr), "console"))
-        # The file is opened last (nothing else can fail after it: no empty spans file)
-        # and goes first: shutdown flushes processors in order, so a stalled collector
-        # later in the list cannot keep spans from reaching the file.
-        if spans_file is not None:
-            # Appended, line by line under a lock: two runs in one folder keep both their
-            # spans.
-            span_exporters.insert(
-                0, (OTLPJsonLinesExporter(spans_file, append=True), f"file:{spans_file}")
-            )
+        span_exporters, probes = _span_exporters(trace_names, spans_file)
     except BaseException:
-        close_all()
+        readers.close_all()
         raise
 
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     counted: list[CountingSpanExporter] = []
+    names: list[str] = []
     ended = SpanCounter()
     tracer_provider.add_span_processor(ended)
 
@@ -488,28 +429,109 @@ def setup_telemetry(
         tracer_provider.add_span_processor(processor)
         names.append(label)
 
+    # The spans file goes first: shutdown flushes processors in order, so a stalled
+    # collector later in the list cannot keep spans from reaching the file.
     if spans_file is not None:
         add_exporter(*span_exporters.pop(0))
     for processor in processors:
         tracer_provider.add_span_processor(processor)
     for exporter, label in span_exporters:
         add_exporter(exporter, label)
-    names.extend(metric_labels)
+    names.extend(readers.labels)
 
     meter_provider = MeterProvider(
-        resource=resource, metric_readers=readers, shutdown_on_exit=False
+        resource=resource, metric_readers=readers.readers, shutdown_on_exit=False
     )
     if set_global:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
     telemetry = Telemetry(
-        True, tracer_provider, meter_provider, policy, names, counted, ended, closers
+        True, tracer_provider, meter_provider, policy, names, counted, ended, readers.closers
     )
-    telemetry.metric_counters = metric_counters
+    telemetry.metric_counters = readers.counters
     telemetry.probes = probes
     # The pipeline's own health, as metrics: read from the counts above at each collection.
     Instruments.for_provider(meter_provider).pipeline.watch(telemetry)
     return telemetry
+
+
+def _resource() -> Resource:
+    """The SDK's resource from the environment, named ``orchestrace`` when no service name
+    was given."""
+    resource = Resource.create()
+    service = str(resource.attributes.get(SERVICE_NAME, ""))
+    if not settings.SERVICE_NAME.given() and service.startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    return resource
+
+
+@dataclass
+class _MetricReaders:
+    """The metric readers of ``OTEL_METRICS_EXPORTER``, their counting exporters, labels
+    (for the console's ``telemetry:`` line) and what to close at shutdown."""
+
+    readers: list[MetricReader] = field(default_factory=list)
+    counters: list[CountingMetricExporter] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @classmethod
+    def from_names(cls, names: Sequence[str]) -> _MetricReaders:
+        """Raises SettingError (a Prometheus port in use, ...) with nothing left open."""
+        made = cls()
+        try:
+            for name in names:
+                if name == "prometheus":
+                    reader, close = prometheus_reader()
+                    made.readers.append(reader)
+                    made.closers.append(close)
+                    made.labels.append("metrics:prometheus")
+                    continue
+                kind = f"otlp/{_protocol('metrics')}" if name == "otlp" else "console"
+                exporter = (
+                    otlp_metric_exporter()
+                    if name == "otlp"
+                    else ConsoleMetricExporter(out=sys.stderr)
+                )
+                made.counters.append(CountingMetricExporter(exporter, kind))
+                made.readers.append(
+                    PeriodicExportingMetricReader(
+                        made.counters[-1],
+                        export_interval_millis=_metric_interval(),
+                        export_timeout_millis=settings.METRIC_EXPORT_TIMEOUT.get(),
+                    )
+                )
+                made.labels.append(f"metrics:{kind}")
+        except BaseException:
+            made.close_all()
+            raise
+        return made
+
+    def close_all(self) -> None:
+        for close in self.closers:
+            close()
+
+
+def _span_exporters(
+    names: Sequence[str], spans_file: Path | None
+) -> tuple[list[tuple[SpanExporter, str]], list[Callable[[], bool]]]:
+    """The span exporters of ``OTEL_TRACES_EXPORTER`` with their labels (the spans file
+    first), and a liveness probe per OTLP receiver (:mod:`telemetry.liveness`)."""
+    exporters: list[tuple[SpanExporter, str]] = []
+    probes: list[Callable[[], bool]] = []
+    for name in names:
+        if name == "otlp":
+            exporters.append((otlp_span_exporter(), f"otlp/{_protocol('traces')}"))
+            endpoint = Endpoint.for_traces(_protocol("traces"))
+            if endpoint is not None:
+                probes.append(endpoint.answers)
+        else:
+            exporters.append((ConsoleSpanExporter(out=sys.stderr), "console"))
+    # The file is opened last: nothing else can fail after it (no empty spans file).
+    # Appended, line by line under a lock: two runs in one folder keep both their spans.
+    if spans_file is not None:
+        exporters.insert(0, (OTLPJsonLinesExporter(spans_file, append=True), f"file:{spans_file}"))
+    return exporters, probes
 
 
 def _metric_interval() -> float:
