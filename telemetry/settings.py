@@ -570,46 +570,35 @@ NATS_CREDS: Final = _add(
         bad_text="an unreadable file: exit 2 at connect",
     )
 )
-NATS_CA: Final = _add(
-    Setting(
-        "NATS_CA",
-        _text,
-        "a path",
-        "",
-        OnBad.EXIT,
-        "a CA certificate file (PEM) that the NATS broker's TLS certificate is checked "
-        "against (default: the system's)",
-        group="process",
-        default_text="unset",
-        bad_text="an unreadable file: exit 2 at connect",
+
+
+def _nats_file(name: str, doc: str) -> Setting[str]:
+    """A path setting of the NATS client (the ``nats`` CLI's names), checked when read."""
+    return _add(
+        Setting(
+            name,
+            _text,
+            "a path",
+            "",
+            OnBad.EXIT,
+            doc,
+            group="process",
+            default_text="unset",
+            bad_text="an unreadable file: exit 2 at connect",
+        )
     )
+
+
+NATS_CA: Final = _nats_file(
+    "NATS_CA",
+    "a CA certificate file (PEM) that the NATS broker's TLS certificate is checked "
+    "against (default: the system's)",
 )
-NATS_CERT: Final = _add(
-    Setting(
-        "NATS_CERT",
-        _text,
-        "a path",
-        "",
-        OnBad.EXIT,
-        "a client certificate file (PEM) for brokers that verify clients (with NATS_KEY)",
-        group="process",
-        default_text="unset",
-        bad_text="an unreadable file: exit 2 at connect",
-    )
+NATS_CERT: Final = _nats_file(
+    "NATS_CERT",
+    "a client certificate file (PEM) for brokers that verify clients (with NATS_KEY)",
 )
-NATS_KEY: Final = _add(
-    Setting(
-        "NATS_KEY",
-        _text,
-        "a path",
-        "",
-        OnBad.EXIT,
-        "the client certificate's private key file (PEM)",
-        group="process",
-        default_text="unset",
-        bad_text="an unreadable file: exit 2 at connect",
-    )
-)
+NATS_KEY: Final = _nats_file("NATS_KEY", "the client certificate's private key file (PEM)")
 _levels_parse, _levels_accepts = choice("debug", "info", "warning", "error", "critical")
 LOG_LEVEL: Final = _add(
     Setting(
