@@ -26,7 +26,7 @@ from runtime.hub import (
     TransportError,
     WakeReason,
 )
-from runtime.limits import Budget, LimitExceeded, RunLimits
+from runtime.limits import LimitExceeded, RunLimits
 from runtime.models import ModelClient, ModelRequest
 from runtime.prompts import render_messages
 from runtime.run_defaults import default_model
@@ -143,7 +143,7 @@ class RunContext:
     placement: Placement | None = None
 
     def __post_init__(self) -> None:
-        self.budget = Budget(self.limits)
+        self.budget = self.hub.budget(self.limits)
         self.hub.add_listener(
             lambda _name, role, old, new: self.telemetry.agent_state_changed(role, old, new)
         )

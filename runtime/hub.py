@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from runtime.errors import OrchestraceError
+from runtime.limits import Budget, RunLimits
 from telemetry.waits import OPEN_WAITS
 
 
@@ -295,6 +296,10 @@ class Hub:
     def settle(self) -> None:
         """Re-run the "no one can send" check after an agent's end has been fully handled."""
         self._check_no_senders()
+
+    def budget(self, limits: RunLimits) -> Budget:
+        """What the run's agents on this hub count their model calls and tokens in."""
+        return Budget(limits)
 
     # --- messages ------------------------------------------------------------------------
     def new_message_id(self) -> str:

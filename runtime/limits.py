@@ -4,6 +4,10 @@ Each cap is configurable (``None`` = unlimited). Hitting one is never silent: a 
 the agent cap is an ``is_error`` tool result; a model call over the call or token budget
 ends that agent with reason ``limit:<name>`` and an ERROR span; waiting for a free model
 slot is recorded on the ``chat`` span as ``orchestrace.model.queue_seconds``.
+
+When a run's agents are spread over processes (the hub on NATS), the model calls and tokens
+count the whole run (:class:`runtime.nats_budget.SharedBudget`); the concurrency cap holds
+in each process.
 """
 
 from __future__ import annotations
@@ -107,11 +111,18 @@ class Budget:
             return f"content is {len(content)} characters; the limit is {cap}"
         return None
 
-    @asynccontextmanager
-    async def model_slot(self) -> AsyncIterator[float]:
-        """Hold one of the concurrent model-call slots; yields the seconds spent queued."""
+    async def reserve_call(self) -> None:
+        """Count one model call, or raise :class:`LimitExceeded` if it would break a cap.
+
+        A budget shared by the processes of a run counts on the broker here."""
         self.check_model_call()
         self.model_calls += 1
+
+    @asynccontextmanager
+    async def model_slot(self) -> AsyncIterator[float]:
+        """Count a model call (:meth:`reserve_call`), then hold one of the concurrent
+        model-call slots of this process; yields the seconds spent queued."""
+        await self.reserve_call()
         if self._slots is None:
             yield 0.0
             return

@@ -8,7 +8,8 @@ as a whole::
       orchestrace.<run>.spawn.<tmpl>    spawn assignments; one durable consumer spawn-<tmpl>
                                         shared by every worker offering the template
     KV bucket orchestrace-<run>         agent.<agent> → role, state, host (and how it ended);
-                                        "run" → ended once the lead has finished
+                                        "run" → ended once the lead has finished;
+                                        "budget" → the run's model calls and tokens
     KV bucket orchestrace-workers       worker.<id> → team, pinned agents, templates (TTL)
 
 The payload is the :class:`~runtime.hub.Envelope` as JSON; the sender's trace context
@@ -56,6 +57,8 @@ from runtime.hub import (
     PostResult,
     TransportError,
 )
+from runtime.limits import Budget, RunLimits
+from runtime.nats_budget import BUDGET_KEY, SharedBudget
 from telemetry import settings
 from telemetry.logs import get_logger
 from telemetry.spans import format_traceparent, parse_traceparent
@@ -589,6 +592,8 @@ class NatsHub(Hub):
                     if value.get("state") == "ended":
                         self.run_ended.set()
                     continue
+                if entry.key == BUDGET_KEY:
+                    continue  # read when a model call is counted (SharedBudget)
                 self._apply(value)
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("registry entry ignored", key=entry.key, error=str(exc))
@@ -616,6 +621,14 @@ class NatsHub(Hub):
             self._states[name] = state
         if entry.get("role") is not None:
             self._roles[name] = str(entry["role"])
+
+    def budget(self, limits: RunLimits) -> Budget:
+        """A budget counting the model calls and tokens of every process of the run
+        (:class:`~runtime.nats_budget.SharedBudget`); a plain one when neither is capped."""
+        if limits.max_model_calls is None and limits.max_tokens_total is None:
+            return Budget(limits)
+        assert self._kv is not None, "open() the hub first"
+        return SharedBudget(limits, self._kv, retrying=self._retrying, soon=self._soon)
 
     # --- messages ------------------------------------------------------------------------
     def new_message_id(self) -> str:

@@ -123,3 +123,25 @@ busy = Team(
         ),
     ],
 )
+
+
+@tool
+async def tick() -> str:
+    """Count one step."""
+    return "tick"
+
+
+def _ticks(count: int) -> list[Reply]:
+    return [*[Reply.call("tick")] * count, Reply.say("done")]
+
+
+#: Three agents of five model calls each (four ticks, then an answer), run with a cap of
+#: 8 model calls: under the cap in any one process, over it for the run.
+tally = Team(
+    "tally",
+    [
+        Agent("lead", task="Tick.", tools=[tick], script=_ticks(4)),
+        Agent("a", task="Tick.", tools=[tick], script=_ticks(4)),
+        Agent("b", task="Tick.", tools=[tick], script=_ticks(4)),
+    ],
+)
