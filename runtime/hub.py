@@ -363,7 +363,9 @@ class Hub:
             async with asyncio.timeout(timeout):
                 await wakeup.wait()
         except TimeoutError:
-            return WakeReason.TIMEOUT
+            await self._after_timeout(name)
+            if not wakeup.is_set():
+                return WakeReason.TIMEOUT
         finally:
             OPEN_WAITS.end(waiting)
             self.set_state(name, AgentState.ACTIVE)
@@ -372,6 +374,11 @@ class Hub:
             if not self._inboxes.pending(name):
                 return WakeReason.NO_SENDERS
         return WakeReason.MESSAGES
+
+    async def _after_timeout(self, name: str) -> None:
+        """Called when ``name``'s wait has timed out, before it stops waiting: a hub whose
+        "no one can send" check spans processes may hold it here until a check that
+        counted it as waiting is decided (then a wake-up set meanwhile is honoured)."""
 
     def _check_no_senders(self) -> None:
         if self._live == 0 or self._idle != self._live:

@@ -11,6 +11,7 @@ as a whole::
                                         "run" → ended once the lead has finished;
                                         "budget" → the run's model calls and tokens
     KV bucket orchestrace-workers       worker.<id> → team, pinned agents, templates (TTL)
+    orchestrace-quiet.<run>.{propose,reply,decide}   the "no one can send" rounds (plain NATS)
 
 The payload is the :class:`~runtime.hub.Envelope` as JSON; the sender's trace context
 travels in the message headers through the OpenTelemetry propagator, and ``Nats-Msg-Id``
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
 import json
@@ -76,6 +78,11 @@ ACK_WAIT_SECONDS: Final = 3.0
 PUBLISH_PATIENCE_SECONDS: Final = 30.0
 #: The broker keeps a run's messages and registry this long, then drops them.
 RUN_MAX_AGE_SECONDS: Final = 24 * 3600.0
+#: Hang detectors of the "no one can send" check across processes: a round that has not
+#: heard from every process hosting a waiting agent by then is abandoned, and a wait that
+#: timed out while counted in a round ends anyway after HOLD_SECONDS.
+ROUND_SECONDS: Final = 5.0
+HOLD_SECONDS: Final = 2 * ROUND_SECONDS
 _FETCH_SECONDS: Final = 2.0
 _RETRY_SECONDS: Final = 0.2
 _SAFE: Final = re.compile(r"[A-Za-z0-9_-]+")
@@ -271,6 +278,21 @@ class RunSubjects:
         """The subject of the assignments for instances of ``template``."""
         return f"{self.prefix}.spawn.{token(template)}"
 
+    def quiet(self, kind: str) -> str:
+        """The subject of one step of the run's "no one can send" check (``propose``,
+        ``reply``, ``decide``): plain NATS, outside the run's stream."""
+        return f"{SUBJECT_ROOT}-quiet.{self.run_id}.{kind}"
+
+
+@dataclasses.dataclass
+class _Hold:
+    """Local agents a "no one can send" round counted as waiting: their waits do not time
+    out until the round is decided (at most :data:`HOLD_SECONDS`)."""
+
+    round: int
+    names: set[str]
+    released: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
 
 def inject_context(context: Context | None, headers: dict[str, str]) -> dict[str, str]:
     """Write ``context``'s trace context into message ``headers`` (the global propagator)."""
@@ -318,8 +340,15 @@ class NatsHub(Hub):
     Agents registered here (:meth:`register`, :meth:`adopt`) are hosted by this process:
     a background task fetches their messages into the local inbox. Every other agent of
     the run is known from the registry bucket, kept in step by a watch. ``host`` names
-    this process in the registry. Every wait for messages ends on a message or the
-    timeout: the in-process "no one can send" wake-up is not computed across processes.
+    this process in the registry.
+
+    "No one can send you a message" is decided for the whole run by the lead's process, in
+    rounds over plain NATS subjects: when every live agent looks idle to it, it proposes the
+    agents with how many messages each has fetched; each process hosting some confirms they
+    are still waiting with that count (and holds their timeouts) or refuses; the lead
+    commits only if all confirm and the stream then holds no message any of them has not
+    fetched. Any state change meanwhile abandons the round; so does silence (a process that
+    died) after :data:`ROUND_SECONDS`.
     """
 
     def __init__(
@@ -341,6 +370,15 @@ class NatsHub(Hub):
         self._local: set[str] = set()
         self._unacked: dict[str, dict[str, Msg]] = {}
         self._seen: dict[str, set[str]] = {}
+        #: Stream sequence numbers of the messages fetched for each local agent.
+        self._taken: dict[str, set[int]] = {}
+        self._round = 0
+        self._round_task: asyncio.Task[None] | None = None
+        self._round_dirty = False
+        self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._held: _Hold | None = None
+        self._decided = 0
+        self._subscriptions: list[Any] = []
         self._entries: dict[str, dict[str, Any]] = {}
         self._finished: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._writes: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
@@ -375,6 +413,10 @@ class NatsHub(Hub):
             else:
                 self._kv = await self.js.key_value(self.subjects.bucket)
             watcher = await self._kv.watchall()
+            await self._listen("propose", self._on_propose)
+            await self._listen("decide", self._on_decide)
+            if self.lead:
+                await self._listen("reply", self._on_reply)
         except Exception as exc:
             raise BrokerUnavailableError(
                 f"cannot open run {self.subjects.run_id} on the broker: {exc}"
@@ -414,6 +456,9 @@ class NatsHub(Hub):
                 while self._short:
                     await asyncio.wait(list(self._short))
                 await self._writes.join()
+        for subscription in self._subscriptions:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -444,6 +489,7 @@ class NatsHub(Hub):
             raise
         self._unacked[name] = {}
         self._seen[name] = set()
+        self._taken[name] = set()
         self._consumers[name] = self._background(self._consume(name))
 
     def register_remote(self, name: str, role: str, host: str) -> None:
@@ -497,8 +543,12 @@ class NatsHub(Hub):
 
     def _set(self, name: str, state: AgentState) -> None:
         super()._set(name, state)
+        self._round_dirty = True
         if name in self._local:
-            self._write_entry(name, {"state": state, "host": self.host})
+            if self._held is not None and state is not AgentState.IDLING:
+                self._held.names.discard(name)
+            taken = len(self._taken.get(name, ()))
+            self._write_entry(name, {"state": state, "host": self.host, "taken": taken})
 
     def set_state(self, name: str, state: AgentState) -> None:
         """Move ``name`` to ``state``; for an agent hosted elsewhere (a kill) the registry
@@ -539,8 +589,150 @@ class NatsHub(Hub):
         if self.lead:
             self.end_run()
 
+    # --- "no one can send you a message", across processes -------------------------------
     def _check_no_senders(self) -> None:
-        """Not computed across processes: waits end on a message or their timeout."""
+        """The lead's process checks for the whole run, in rounds (:meth:`_quiet_round`),
+        whenever every live agent looks idle to it; other processes answer."""
+        if not self.lead or self.run_ended.is_set():
+            return
+        if self._round_task is not None and not self._round_task.done():
+            self._round_dirty = True
+            return
+        if self._quiet_agents() is not None:
+            self._round_task = self._background(self._quiet_round())
+
+    def _quiet_agents(self) -> dict[str, int] | None:
+        """Every live agent with how many messages its process has fetched for it, if all
+        of them are waiting as far as this process knows; else None."""
+        live = [n for n, state in self._states.items() if not state.ended]
+        if not live or any(self._states[n] is not AgentState.IDLING for n in live):
+            return None
+        taken: dict[str, int] = {}
+        for name in live:
+            count = (
+                len(self._taken.get(name, ()))
+                if name in self._local
+                else self._entries.get(name, {}).get("taken")
+            )
+            if not isinstance(count, int):
+                return None
+            taken[name] = count
+        return taken
+
+    async def _quiet_round(self) -> None:
+        """Propose "no one can send" for the agents that look idle; commit only if every
+        process hosting one confirms it is still waiting with the same messages fetched
+        (and holds its timeout), and the stream holds no message any of them has not
+        fetched — before the proposal and again once all are held."""
+        try:
+            while True:
+                self._round_dirty = False
+                taken = self._quiet_agents()
+                if taken is None:
+                    return
+                self._round += 1
+                commit = await self._try_round(self._round, taken)
+                await self._publish_quiet("decide", {"round": self._round, "commit": commit})
+                if commit or not self._round_dirty:
+                    return
+        except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+            log.debug("no-senders check not completed", error=str(exc))
+
+    async def _try_round(self, number: int, taken: dict[str, int]) -> bool:
+        if not await self._inboxes_match(taken):
+            return False  # a message on its way: its arrival wakes someone
+        while not self._replies.empty():
+            self._replies.get_nowait()
+        await self._publish_quiet("propose", {"round": number, "agents": taken})
+        waiting = set(taken)
+        try:
+            async with asyncio.timeout(ROUND_SECONDS):
+                while waiting:
+                    reply = await self._replies.get()
+                    if reply.get("round") != number:
+                        continue
+                    if reply.get("ok") is not True:
+                        return False
+                    waiting -= set(reply.get("agents", ()))
+        except TimeoutError:
+            log.debug("no-senders round abandoned", round=number, unanswered=sorted(waiting))
+            return False
+        return not self._round_dirty and await self._inboxes_match(taken)
+
+    async def _inboxes_match(self, taken: dict[str, int]) -> bool:
+        """Whether the stream holds, for each agent, exactly the messages fetched for it."""
+        info = await self.js.stream_info(
+            self.subjects.stream, subjects_filter=f"{self.subjects.prefix}.inbox.>"
+        )
+        stored = info.state.subjects or {}
+        return all(stored.get(self.subjects.inbox(n), 0) == t for n, t in taken.items())
+
+    async def _on_propose(self, proposal: dict[str, Any]) -> None:
+        number, agents = int(proposal["round"]), dict(proposal["agents"])
+        mine = [n for n in agents if n in self._local]
+        if not mine:
+            return
+        # What this process has begun to publish (a bounce, a notice) lands first.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PUBLISH_PATIENCE_SECONDS):
+                while self._short:
+                    await asyncio.wait(list(self._short))
+        ok = number > self._decided and all(
+            self._states.get(n) is AgentState.IDLING and len(self._taken[n]) == agents[n]
+            for n in mine
+        )
+        if ok:
+            self._release_hold()
+            self._held = _Hold(number, set(mine))
+        reply = {"round": number, "host": self.host, "agents": mine, "ok": ok}
+        await self._publish_quiet("reply", reply)
+
+    async def _on_reply(self, reply: dict[str, Any]) -> None:
+        self._replies.put_nowait(reply)
+
+    async def _on_decide(self, decision: dict[str, Any]) -> None:
+        number = int(decision["round"])
+        self._decided = max(self._decided, number)
+        hold = self._held
+        if hold is None or hold.round != number:
+            return
+        if decision.get("commit") is True:
+            for name in hold.names:
+                if self._states.get(name) is AgentState.IDLING:
+                    self._no_senders.add(name)
+                    self._wakeups[name].set()
+        self._release_hold()
+
+    def _release_hold(self) -> None:
+        if self._held is not None:
+            self._held.released.set()
+            self._held = None
+
+    async def _after_timeout(self, name: str) -> None:
+        """A wait that timed out while a round counts it as waiting ends once the round is
+        decided (woken with "no one can send" if it commits)."""
+        hold = self._held
+        if hold is None or name not in hold.names:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HOLD_SECONDS):
+                await hold.released.wait()
+
+    async def _listen(
+        self, kind: str, handler: Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+    ) -> None:
+        async def handle(msg: Msg) -> None:
+            try:
+                await handler(json.loads(msg.data))
+            except (ValueError, KeyError, TypeError, nats.errors.Error, OSError) as exc:
+                log.debug("no-senders step ignored", subject=msg.subject, error=str(exc))
+
+        self._subscriptions.append(
+            await self.client.subscribe(self.subjects.quiet(kind), cb=handle)
+        )
+
+    async def _publish_quiet(self, kind: str, data: Mapping[str, Any]) -> None:
+        await self.client.publish(self.subjects.quiet(kind), json.dumps(data).encode())
 
     def pending(self, name: str) -> int:
         """Messages waiting in this process for ``name`` (0 for agents hosted elsewhere)."""
@@ -621,6 +813,8 @@ class NatsHub(Hub):
             self._states[name] = state
         if entry.get("role") is not None:
             self._roles[name] = str(entry["role"])
+        self._round_dirty = True
+        self._check_no_senders()
 
     def budget(self, limits: RunLimits) -> Budget:
         """A budget counting the model calls and tokens of every process of the run
@@ -759,6 +953,8 @@ class NatsHub(Hub):
                 self._accept(name, msg)
 
     def _accept(self, name: str, msg: Msg) -> None:
+        with contextlib.suppress(ValueError, AttributeError):
+            self._taken[name].add(msg.metadata.sequence.stream)
         try:
             envelope = decode_envelope(msg.data, msg.headers)
         except (ValueError, KeyError, TypeError) as exc:

@@ -145,3 +145,21 @@ tally = Team(
         Agent("b", task="Tick.", tools=[tick], script=_ticks(4)),
     ],
 )
+
+
+def waiter_script(conv: Conversation) -> Reply:
+    """Wait once; say what woke the wait."""
+    if not conv.sent_tools():
+        return Reply.call("wait_for_message")
+    return Reply.say(conv.tool_results()[-1].split(" (", 1)[0])
+
+
+#: A lead that waits for a member that ends without a word: the lead must be woken by "no
+#: one can send you a message", whichever process each runs in.
+silent = Team(
+    "silent",
+    [
+        Agent("lead", task="Wait for news.", script=waiter_script),
+        Agent("quiet", task="Say nothing.", script=[Reply.say("nothing to say")]),
+    ],
+)

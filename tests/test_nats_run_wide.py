@@ -1,6 +1,7 @@
-"""A run's model-call and token caps count every process of the run, against a real
-``nats-server -js``: ``--max-model-calls 8`` allows 8 calls over the lead and its workers
-together, not 8 in each."""
+"""What holds for a whole run spread over processes, against a real ``nats-server -js``:
+the model-call and token caps count every process (``--max-model-calls 8`` allows 8 calls
+over the lead and its workers together, not 8 in each), and agents waiting in several
+processes are woken with "no one can send you a message" as they would be in one."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from nats_broker import Broker, running_broker
-from test_nats import PROCESS_SECONDS, TEAMS, start_cli, workers
+from test_nats import PROCESS_SECONDS, TEAMS, final_answer, finished, in_process, start_cli, workers
 
+from runtime.hub import Envelope, WakeReason
 from runtime.limits import Budget, LimitExceeded, RunLimits
 from runtime.nats_budget import BUDGET_KEY, SharedBudget
 from runtime.nats_hub import NatsHub, connect
@@ -140,3 +142,79 @@ def test_a_split_run_makes_no_more_model_calls_than_its_cap(broker: Broker, tmp_
     assert set(reasons) == {"lead", "a", "b"}
     assert "limit:max_model_calls" in reasons.values()
     assert set(reasons.values()) <= {"end_turn", "limit:max_model_calls"}
+
+
+async def _two_processes(broker: Broker) -> tuple[NatsHub, NatsHub]:
+    """A lead's hub hosting ``a`` and a worker's hosting ``b``, on one new run."""
+    run_id = uuid.uuid4().hex
+    lead = NatsHub(await connect(broker.url, name="lead"), run_id, host="lead", lead=True)
+    await lead.open()
+    worker = NatsHub(await connect(broker.url, name="worker"), run_id, host="worker")
+    await worker.open()
+    lead.register("a", "lead")
+    worker.register("b", "member")
+    await lead.knows({"a", "b"})
+    await worker.knows({"a", "b"})
+    return lead, worker
+
+
+async def _close(*hubs: NatsHub) -> None:
+    for hub in hubs:
+        await hub.close()
+        await hub.client.close()
+
+
+#: Waits that only "no one can send" can end within a test run.
+FOREVER = 3600.0
+
+
+@pytest.mark.asyncio
+async def test_agents_waiting_in_two_processes_learn_that_no_one_can_send(broker: Broker) -> None:
+    """b sends to a, then waits; a reads it and waits again: now both wait with nothing on
+    its way, and both are woken with NO_SENDERS (their own timeouts are an hour)."""
+    lead, worker = await _two_processes(broker)
+    try:
+
+        async def a() -> tuple[WakeReason, list[str], WakeReason]:
+            first = await lead.wait("a", FOREVER)
+            read = [e.content for e in lead.drain("a")]
+            return first, read, await lead.wait("a", FOREVER)
+
+        async def b() -> WakeReason:
+            await worker.send(Envelope(worker.new_message_id(), "b", "a", "hi", worker.now_ns()))
+            return await worker.wait("b", FOREVER)
+
+        async with asyncio.timeout(PROCESS_SECONDS):  # a hang detector only
+            got_a, got_b = await asyncio.gather(a(), b())
+        assert got_a == (WakeReason.MESSAGES, ["hi"], WakeReason.NO_SENDERS)
+        assert got_b is WakeReason.NO_SENDERS
+    finally:
+        await _close(worker, lead)
+
+
+@pytest.mark.asyncio
+async def test_an_agent_still_working_in_another_process_keeps_the_waiter_waiting(
+    broker: Broker,
+) -> None:
+    """b, on the worker, never waits: a's wait ends by its own timeout, not NO_SENDERS."""
+    lead, worker = await _two_processes(broker)
+    try:
+        assert await lead.wait("a", 0.5) is WakeReason.TIMEOUT
+    finally:
+        await _close(worker, lead)
+
+
+def test_a_split_run_wakes_the_lead_when_its_member_ended_without_a_word(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The member ends on a worker without sending; the lead, waiting with an hour's
+    timeout in another process, is woken as in one process and answers the same."""
+    target = f"{TEAMS}:silent"
+    spans = tmp_path / "silent.jsonl"
+    with workers(broker, target, spans, ["--agents", "quiet"]):
+        lead = start_cli(
+            "--hub", broker.url, target, "--wait-timeout", str(FOREVER), "--spans-file", ""
+        )
+        split = final_answer(finished(lead))
+    local, _ = in_process(target)
+    assert split == local == "woke: no one can send you a message"
