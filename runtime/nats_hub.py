@@ -115,12 +115,36 @@ def connection_settings(creds: str | None = None) -> tuple[str | None, ssl.SSLCo
     """The credentials file (``creds``, else ``NATS_CREDS``) and the TLS context
     (:func:`tls_context`) a connection uses, checked before any connection is tried.
 
-    Raises :class:`ConfigurationError` naming the setting for a file that cannot be read.
+    Raises :class:`ConfigurationError` naming the setting for a file that cannot be read
+    or is not a credentials file.
     """
     creds = creds or settings.NATS_CREDS.get() or None
     if creds is not None:
-        _readable(creds, "the NATS credentials file (--hub-creds / NATS_CREDS)")
+        _check_credentials(creds)
     return creds, tls_context()
+
+
+#: The blocks of a ``.creds`` file (as ``nsc`` writes it) the client reads: the line after
+#: each marker.
+_CREDS_BLOCKS: Final = (("BEGIN NATS USER JWT", "user JWT"), ("BEGIN USER NKEY SEED", "seed"))
+
+
+def _check_credentials(path: str) -> None:
+    """ConfigurationError unless ``path`` is a readable ``.creds`` file with a user JWT and
+    a seed. Checked here because nats-py does not say which is missing: it fails with a
+    ``TypeError`` without the seed, and loops forever without the JWT (blocking the
+    event loop, so no timeout can end it)."""
+    what = "the NATS credentials file (--hub-creds / NATS_CREDS)"
+    _readable(path, what)
+    with open(path, "rb") as f:
+        lines = f.read().splitlines()
+    for marker, name in _CREDS_BLOCKS:
+        at = next((i for i, line in enumerate(lines) if marker.encode() in line), None)
+        if at is None or at + 1 == len(lines) or not lines[at + 1].strip():
+            raise ConfigurationError(
+                f"{what} {path!r} is not a .creds file: it holds no {name}"
+                f" (a -----{marker}----- block)"
+            )
 
 
 #: How long closing a client whose first connection failed may take.
@@ -203,10 +227,13 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
     _RECONNECT_LISTENERS[client] = listeners
     try:
         await client.jetstream().account_info()
-    except Exception as exc:
+    except Exception as error:
         await client.close()
+        # 10039: the broker runs JetStream, but not for the account the credentials name.
+        account = isinstance(error, nats.js.errors.APIError) and error.err_code == 10039
+        fix = "not enabled for this account" if account else "start it with -js"
         raise BrokerUnavailableError(
-            f"the NATS broker at {url} has no JetStream (start it with -js): {exc}"
+            f"the NATS broker at {url} has no JetStream ({fix}): {error}"
         ) from None
     return client
 

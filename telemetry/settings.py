@@ -567,7 +567,7 @@ NATS_CREDS: Final = _add(
         "the NATS credentials file for `--hub` (the `nats` CLI's name; --hub-creds overrides it)",
         group="process",
         default_text="unset (no credentials)",
-        bad_text="an unreadable file: exit 2 at connect",
+        bad_text="an unreadable file, or one without a user JWT and seed: exit 2 at connect",
     )
 )
 

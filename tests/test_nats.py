@@ -25,8 +25,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import nkeys
 import pytest
 from nats_broker import Broker, free_port, running_broker
+from nats_jwt import Identity, Operator
 from support import SNAPSHOT_KEYS, Recorder, Traced
 from test_jaeger_reader import FakeJaeger
 from test_stack import compose, needs_compose
@@ -148,11 +150,13 @@ def workers(
                 proc.communicate()
 
 
-def start_cli(*args: str, instance: str = "lead") -> subprocess.Popen[str]:
+def start_cli(
+    *args: str, instance: str = "lead", env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*CLI, "run", *args, "--quiet", *PACE],
         cwd=ROOT,
-        env=_env(instance),
+        env=_env(instance, **(env or {})),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -885,6 +889,134 @@ def test_a_broker_that_refuses_the_client_says_why_without_the_password(
     assert err.startswith("orchestrace worker: cannot reach the NATS broker at tls://alice:")
     assert reason in err
     assert "pw@" not in err  # the password is redacted from the URL
+
+
+@pytest.fixture(scope="module")
+def operated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Operator]]:
+    """A broker in operator (decentralized JWT) mode: it trusts one operator and knows its
+    two accounts (the system account, and one with JetStream); and that operator's keys."""
+    tmp = tmp_path_factory.mktemp("operated")
+    operator = Operator.new()
+    with running_broker(tmp, config_text=operator.server_config(tmp)) as running:
+        yield running, operator
+
+
+@pytest.mark.parametrize("how", ["--hub-creds", "NATS_CREDS"])
+def test_a_run_reaches_a_broker_in_operator_mode_with_a_credentials_file(
+    operated: tuple[Broker, Operator], tmp_path: Path, how: str
+) -> None:
+    """A worker and the lead, each with its own user of the account (``--hub-creds``) or
+    one ``.creds`` file from ``NATS_CREDS``, complete one run through a broker that takes
+    no one without a user JWT of its operator."""
+    broker, operator = operated
+    spans = tmp_path / "split.jsonl"
+    if how == "--hub-creds":
+        worker = ["--hub-creds", str(operator.creds(tmp_path / "worker.creds", name="worker"))]
+        lead = ["--hub-creds", str(operator.creds(tmp_path / "lead.creds", name="lead"))]
+        env = {}
+    else:
+        worker = lead = []
+        env = {"NATS_CREDS": str(operator.creds(tmp_path / "app.creds"))}
+    with workers(broker, RESEARCH, spans, ["--agents", "critic", *worker], env=env):
+        run = start_cli("--hub", broker.url, RESEARCH, "--spans-file", str(spans), *lead, env=env)
+        split = finished(run)
+    assert final_answer(split) == in_process(RESEARCH)[0]
+    records = list(iter_spans_file(spans))
+    assert len({r.trace_id for r in records}) == 1, "one run, one trace"
+    where = {
+        r.attributes["gen_ai.agent.name"]: _process(r)
+        for r in records
+        if r.name.startswith("invoke_agent ")
+    }
+    assert where == {"planner": "lead", "researcher": "lead", "critic": "worker1"}
+
+
+def _untrusted(operator: Operator, tmp: Path) -> list[str]:
+    """A valid-looking credentials file the broker does not trust: a user of another
+    operator's account."""
+    return ["--hub-creds", str(Operator.new().creds(tmp / "other.creds"))]
+
+
+def _unknown_account(operator: Operator, tmp: Path) -> list[str]:
+    """A user of an account the broker does not know (signed by the operator's key, but
+    not in its resolver)."""
+    account = Identity.new(nkeys.PREFIX_BYTE_ACCOUNT)
+    return ["--hub-creds", str(operator.creds(tmp / "unknown.creds", account=account))]
+
+
+def _system_user(operator: Operator, tmp: Path) -> list[str]:
+    """A user of the system account, which has no JetStream."""
+    return ["--hub-creds", str(operator.creds(tmp / "sys.creds", account=operator.system))]
+
+
+def _block(marker: str) -> Callable[[Operator, Path], list[str]]:
+    """A credentials file without its ``marker`` block (the JWT or the seed)."""
+
+    def creds(operator: Operator, tmp: Path) -> list[str]:
+        text = operator.creds(tmp / "whole.creds").read_text()
+        start = text.index(f"-----BEGIN {marker}-----")
+        end = text.index("------\n", text.index(f"------END {marker}")) + len("------\n")
+        (tmp / "part.creds").write_text(text[:start] + text[end:])
+        return ["--hub-creds", str(tmp / "part.creds")]
+
+    return creds
+
+
+@pytest.mark.parametrize(
+    ("command", "credentials", "reason"),
+    [
+        ("worker", _untrusted, "nats: 'Authorization Violation'"),
+        ("run", _untrusted, "nats: 'Authorization Violation'"),
+        ("run", _unknown_account, "nats: 'Authorization Violation'"),
+        ("worker", lambda operator, tmp: [], "nats: 'Authorization Violation'"),
+        ("run", lambda operator, tmp: [], "nats: 'Authorization Violation'"),
+        ("run", _system_user, "has no JetStream (not enabled for this account)"),
+        ("worker", _block("NATS USER JWT"), "holds no user JWT (a -----BEGIN NATS USER JWT"),
+        ("run", _block("USER NKEY SEED"), "holds no seed (a -----BEGIN USER NKEY SEED-----"),
+    ],
+    ids=[
+        "worker-untrusted-operator",
+        "run-untrusted-operator",
+        "run-unknown-account",
+        "worker-no-credentials",
+        "run-no-credentials",
+        "run-system-account",
+        "worker-no-jwt",
+        "run-no-seed",
+    ],
+)
+def test_a_broker_in_operator_mode_refuses_wrong_credentials_in_one_line(
+    operated: tuple[Broker, Operator],
+    tmp_path: Path,
+    command: str,
+    credentials: Callable[[Operator, Path], list[str]],
+    reason: str,
+) -> None:
+    """Exit 2 and one line saying why, at once: a refusal is not retried (the wait below
+    only detects a hang). Without its JWT block a credentials file used to hang nats-py in
+    a loop that blocks the event loop."""
+    broker, operator = operated
+    options = credentials(operator, tmp_path)
+    target = [RESEARCH, "--agents", "critic", "--once"] if command == "worker" else ["spawn"]
+    spans = ["--spans-file", str(tmp_path / "spans.jsonl")]
+    proc = subprocess.Popen(
+        [*CLI, command, "--hub", broker.url, *target, *options, *spans],
+        cwd=ROOT,
+        env=_env(command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=PROCESS_SECONDS)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2, err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"orchestrace {command}: "), err
+    assert reason in err, err
 
 
 @pytest.mark.usefixtures("command_process_state")
