@@ -288,7 +288,11 @@ def _add_worker_command(commands: _Commands) -> None:
         "may take an instance). The worker's spans join each run's trace.",
         epilog="example:\n"
         "  orchestrace worker --hub nats://127.0.0.1:4222 examples/research_team.py "
-        "--agents researcher\n",
+        "--agents researcher\n\n"
+        "exit status:\n"
+        "  0 after the run with --once, or when stopped with SIGINT / SIGTERM; 1 your module\n"
+        "  raised while loading (its traceback is shown); 2 bad arguments or settings, a\n"
+        "  broker that cannot be reached or used (one line)\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     worker.add_argument("target", metavar="TARGET", help="the same TARGET the run names")
