@@ -63,6 +63,7 @@ from runtime.limits import Budget, RunLimits
 from runtime.nats_budget import BUDGET_KEY, SharedBudget
 from telemetry import settings
 from telemetry.logs import get_logger
+from telemetry.redact import url_for_display
 from telemetry.spans import format_traceparent, parse_traceparent
 
 log = get_logger("orchestrace.nats")
@@ -107,7 +108,9 @@ def check_hub_url(url: str) -> str:
     """``url`` if it names a NATS server (nats:// or tls://, a host), else ConfigurationError."""
     parts = urlsplit(url)
     if parts.scheme not in ("nats", "tls") or not parts.hostname:
-        raise ConfigurationError(f"--hub expects nats://HOST:PORT or tls://HOST:PORT, got {url!r}")
+        raise ConfigurationError(
+            f"--hub expects nats://HOST:PORT or tls://HOST:PORT, got {url_for_display(url)!r}"
+        )
     return url
 
 
@@ -222,7 +225,9 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
         # where the exception only says that no server answered; a refusal first: the
         # broken pipe that follows it says less.
         reason = (refusals or errors or [str(exc) or type(exc).__name__])[-1]
-        raise BrokerUnavailableError(f"cannot reach the NATS broker at {url}: {reason}")
+        raise BrokerUnavailableError(
+            f"cannot reach the NATS broker at {url_for_display(url)}: {reason}"
+        )
     client.options["max_reconnect_attempts"] = -1  # from now on: never give up
     _RECONNECT_LISTENERS[client] = listeners
     try:
@@ -233,7 +238,7 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
         account = isinstance(error, nats.js.errors.APIError) and error.err_code == 10039
         fix = "not enabled for this account" if account else "start it with -js"
         raise BrokerUnavailableError(
-            f"the NATS broker at {url} has no JetStream ({fix}): {error}"
+            f"the NATS broker at {url_for_display(url)} has no JetStream ({fix}): {error}"
         ) from None
     return client
 
@@ -631,11 +636,12 @@ class NatsHub(Hub):
     def _quiet_agents(self) -> dict[str, int] | None:
         """Every live agent with how many messages its process has fetched for it, if all
         of them are waiting as far as this process knows; else None."""
-        live = [n for n, state in self._states.items() if not state.ended]
-        if not live or any(self._states[n] is not AgentState.IDLING for n in live):
-            return None
         taken: dict[str, int] = {}
-        for name in live:
+        for name, state in self._states.items():
+            if state.ended:
+                continue
+            if state is not AgentState.IDLING:
+                return None
             count = (
                 len(self._taken.get(name, ()))
                 if name in self._local
@@ -644,7 +650,7 @@ class NatsHub(Hub):
             if not isinstance(count, int):
                 return None
             taken[name] = count
-        return taken
+        return taken or None
 
     async def _quiet_round(self) -> None:
         """Propose "no one can send" for the agents that look idle; commit only if every
@@ -841,7 +847,8 @@ class NatsHub(Hub):
         if entry.get("role") is not None:
             self._roles[name] = str(entry["role"])
         self._round_dirty = True
-        self._check_no_senders()
+        if state is AgentState.IDLING or state.ended:  # only these can make the run quiet
+            self._check_no_senders()
 
     def budget(self, limits: RunLimits) -> Budget:
         """A budget counting the model calls and tokens of every process of the run

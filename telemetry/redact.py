@@ -123,6 +123,21 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def url_for_display(url: str) -> str:
+    """``url`` fit to print: the secret of its userinfo — a password (``user:password@``)
+    or a lone token (``token@``, as NATS URLs carry one) — becomes :data:`MASK`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    hidden = f"{user}:{MASK}" if colon else MASK
+    return f"{scheme}://{hidden}@{host}{slash}{path}"
+
+
 def for_terminal(text: str, *, newlines: bool = True) -> str:
     """``text`` redacted and with every character that could control a terminal escaped.
 

@@ -29,6 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
+from telemetry.redact import url_for_display
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -124,6 +126,8 @@ class Setting(Generic[T]):
     default_text: str | None = None
     #: How the table says what a bad value does (when :attr:`on_bad`'s words are not it).
     bad_text: str | None = None
+    #: How a bad value is quoted in the error or warning (a URL's password hidden).
+    shown: Callable[[str], str] = _text
 
     def get(self, environ: Mapping[str, str] | None = None) -> T:
         """The value in ``environ`` (default: the process environment), else the default.
@@ -140,13 +144,13 @@ class Setting(Generic[T]):
         except (ValueError, OverflowError):
             pass
         if self.on_bad is OnBad.EXIT:
-            raise SettingError(f"{self.name}={raw!r}: expected {self.accepts}")
+            raise SettingError(f"{self.name}={self.shown(raw)!r}: expected {self.accepts}")
         if (self.name, raw) not in _warned:
             _warned.add((self.name, raw))
             log.warning(
                 "%s=%r: expected %s; using the default, %s",
                 self.name,
-                raw,
+                self.shown(raw),
                 self.accepts,
                 self.shown_default,
             )
@@ -544,6 +548,7 @@ HUB_URL: Final = _add(
         "(--hub overrides it)",
         group="process",
         default_text="unset (every agent in one process)",
+        shown=url_for_display,
     )
 )
 WORKER_TTL: Final = _numeric(

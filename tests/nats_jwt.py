@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nkeys
+import nkeys  # type: ignore[import-untyped]
 
 #: No limit (nats-io/jwt's NoLimit).
 UNLIMITED = -1

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import nkeys
+import nkeys  # type: ignore[import-untyped]
 import pytest
 from nats_broker import Broker, free_port, running_broker
 from nats_jwt import Identity, Operator
@@ -889,6 +889,44 @@ def test_a_broker_that_refuses_the_client_says_why_without_the_password(
     assert err.startswith("orchestrace worker: cannot reach the NATS broker at tls://alice:")
     assert reason in err
     assert "pw@" not in err  # the password is redacted from the URL
+
+
+TOKEN = "s3cret-token-4711"
+
+
+@pytest.fixture(scope="module")
+def tokened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker that wants a token (``nats://TOKEN@host``, as NATS clients take one)."""
+    tmp = tmp_path_factory.mktemp("tokened")
+    with running_broker(tmp, config_text=f'authorization {{ token: "{TOKEN}" }}\n') as running:
+        yield running
+
+
+def test_a_run_reaches_a_broker_with_a_token_in_the_url(tokened: Broker, tmp_path: Path) -> None:
+    url = f"nats://{TOKEN}@127.0.0.1:{tokened.port}"
+    spans = tmp_path / "split.jsonl"
+    with workers(tokened, RESEARCH, spans, ["--agents", "critic"], url=url):
+        lead = start_cli("--hub", url, RESEARCH, "--spans-file", str(spans))
+        assert final_answer(finished(lead)) == in_process(RESEARCH)[0]
+    critic = [r for r in iter_spans_file(spans) if r.name == "invoke_agent critic"]
+    assert len(critic) == 1
+
+
+@pytest.mark.usefixtures("command_process_state")
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_a_refused_token_is_one_line_that_does_not_show_it(
+    tokened: Broker, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"nats://wrong-token-0815@127.0.0.1:{tokened.port}"
+    assert (
+        main([command, "--hub", url, RESEARCH, *(["--agents", "critic"] * (command == "worker"))])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err == (
+        f"orchestrace {command}: cannot reach the NATS broker at "
+        f"nats://[REDACTED]@127.0.0.1:{tokened.port}: nats: 'Authorization Violation'\n"
+    )
 
 
 @pytest.fixture(scope="module")

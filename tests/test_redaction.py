@@ -19,8 +19,10 @@ from support import Traced
 import orchestrace
 from orchestrace import Agent, AnthropicModel, Reply, Team, ToolContext, tool
 from telemetry import redact as redaction
+from telemetry import settings
 from telemetry.logs import configure_logging
-from telemetry.redact import MASK, Redactor, for_terminal
+from telemetry.redact import MASK, Redactor, for_terminal, url_for_display
+from telemetry.settings import SettingError
 
 KEY = "sk-ant-api03-CANARYKEY-0123456789abcdef"
 
@@ -198,3 +200,25 @@ def test_model_text_and_messages_reach_the_console_escaped(tmp_path: Path) -> No
     assert "\x07" not in proc.stdout
     assert "done\\x1b[2J" in proc.stdout
     assert "← received from a: \\x1b]52;c;ZXZpbA==\\x07hi" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("nats://s3cret-token@broker:4222", "nats://[REDACTED]@broker:4222"),
+        ("tls://alice:s3cret@broker:4222/x", "tls://alice:[REDACTED]@broker:4222/x"),
+        ("nats://broker:4222", "nats://broker:4222"),
+        ("nats://a:b@c@broker", "nats://a:[REDACTED]@broker"),
+        ("http://host/path@not-userinfo", "http://host/path@not-userinfo"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_a_url_is_shown_without_its_password_or_token(url: str, shown: str) -> None:
+    assert url_for_display(url) == shown
+
+
+def test_a_bad_hub_url_setting_is_quoted_without_its_token() -> None:
+    with pytest.raises(SettingError) as caught:
+        settings.HUB_URL.get({"ORCHESTRACE_HUB_URL": "http://s3cret-token@broker:4222"})
+    assert "s3cret-token" not in str(caught.value)
+    assert "http://[REDACTED]@broker:4222" in str(caught.value)
