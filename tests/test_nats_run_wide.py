@@ -6,14 +6,14 @@ processes are woken with "no one can send you a message" as they would be in one
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from nats_broker import Broker, running_broker
+from nats_broker import NATS_TEST_MARKS, Broker
 from test_nats import PROCESS_SECONDS, TEAMS, final_answer, finished, in_process, start_cli, workers
 
 from runtime.hub import Envelope, WakeReason
@@ -22,17 +22,25 @@ from runtime.nats_budget import BUDGET_KEY, SharedBudget
 from runtime.nats_hub import NatsHub, connect
 from telemetry.otlp_json import iter_spans_file
 
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    with running_broker(tmp_path_factory.mktemp("nats")) as running:
-        yield running
+pytestmark = NATS_TEST_MARKS
 
 
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    yield
-    gc.collect()  # a socket left open is reported in the test that left it
+@asynccontextmanager
+async def _processes(broker: Broker) -> AsyncIterator[tuple[NatsHub, NatsHub]]:
+    """A lead's hub and a worker's (two clients, as two processes have), open on one new
+    run; closed afterwards."""
+    run_id = uuid.uuid4().hex
+    hubs: list[NatsHub] = []
+    try:
+        for host in ("lead", "worker"):
+            client = await connect(broker.url, name=host)
+            hubs.append(NatsHub(client, run_id, host=host, lead=host == "lead"))
+            await hubs[-1].open()
+        yield hubs[0], hubs[1]
+    finally:
+        for hub in reversed(hubs):
+            await hub.close()
+            await hub.client.close()
 
 
 async def _calls(budget: Budget, count: int) -> tuple[int, list[str]]:
@@ -54,14 +62,7 @@ async def _calls(budget: Budget, count: int) -> tuple[int, list[str]]:
 async def test_two_processes_share_the_run_s_model_calls(broker: Broker) -> None:
     """Sixteen calls asked for at once by two processes' budgets: exactly the cap's 5 are
     made, whatever the interleaving, and the broker holds the run's count."""
-    run_id = uuid.uuid4().hex
-    lead_client = await connect(broker.url, name="lead")
-    worker_client = await connect(broker.url, name="worker")
-    lead = NatsHub(lead_client, run_id, host="lead", lead=True)
-    worker = NatsHub(worker_client, run_id, host="worker")
-    try:
-        await lead.open()
-        await worker.open()
+    async with _processes(broker) as (lead, worker):
         limits = RunLimits(max_model_calls=5)
         here, there = lead.budget(limits), worker.budget(limits)
         assert isinstance(here, SharedBudget)
@@ -74,22 +75,11 @@ async def test_two_processes_share_the_run_s_model_calls(broker: Broker) -> None
         assert lead._kv is not None
         stored = json.loads((await lead._kv.get(BUDGET_KEY)).value or b"")
         assert stored == {"model_calls": 5, "tokens": 0}
-    finally:
-        for hub, client in ((worker, worker_client), (lead, lead_client)):
-            await hub.close()
-            await client.close()
 
 
 @pytest.mark.asyncio
 async def test_tokens_used_in_one_process_stop_the_next_call_in_another(broker: Broker) -> None:
-    run_id = uuid.uuid4().hex
-    lead_client = await connect(broker.url, name="lead")
-    worker_client = await connect(broker.url, name="worker")
-    lead = NatsHub(lead_client, run_id, host="lead", lead=True)
-    worker = NatsHub(worker_client, run_id, host="worker")
-    try:
-        await lead.open()
-        await worker.open()
+    async with _processes(broker) as (lead, worker):
         limits = RunLimits(max_tokens_total=100, max_model_calls=None)
         here, there = lead.budget(limits), worker.budget(limits)
         assert await _calls(there, 1) == (1, [])
@@ -100,23 +90,13 @@ async def test_tokens_used_in_one_process_stop_the_next_call_in_another(broker: 
         assert await _calls(here, 1) == (0, ["the run has used 150 tokens, over its limit of 100"])
         await lead.close()  # waits until the tokens are on the broker
         assert await _calls(there, 1) == (0, ["the run has used 150 tokens, over its limit of 100"])
-    finally:
-        await worker.close()
-        await worker_client.close()
-        await lead_client.close()
 
 
 @pytest.mark.asyncio
 async def test_an_uncapped_run_counts_without_the_broker(broker: Broker) -> None:
-    client = await connect(broker.url, name="lead")
-    hub = NatsHub(client, uuid.uuid4().hex, host="lead", lead=True)
-    try:
-        await hub.open()
-        budget = hub.budget(RunLimits(max_model_calls=None, max_tokens_total=None))
+    async with _processes(broker) as (lead, _):
+        budget = lead.budget(RunLimits(max_model_calls=None, max_tokens_total=None))
         assert not isinstance(budget, SharedBudget)
-    finally:
-        await hub.close()
-        await client.close()
 
 
 def test_a_split_run_makes_no_more_model_calls_than_its_cap(broker: Broker, tmp_path: Path) -> None:
@@ -144,24 +124,12 @@ def test_a_split_run_makes_no_more_model_calls_than_its_cap(broker: Broker, tmp_
     assert set(reasons.values()) <= {"end_turn", "limit:max_model_calls"}
 
 
-async def _two_processes(broker: Broker) -> tuple[NatsHub, NatsHub]:
-    """A lead's hub hosting ``a`` and a worker's hosting ``b``, on one new run."""
-    run_id = uuid.uuid4().hex
-    lead = NatsHub(await connect(broker.url, name="lead"), run_id, host="lead", lead=True)
-    await lead.open()
-    worker = NatsHub(await connect(broker.url, name="worker"), run_id, host="worker")
-    await worker.open()
+async def _host_a_and_b(lead: NatsHub, worker: NatsHub) -> None:
+    """``a`` in the lead's process, ``b`` in the worker's, each known to both."""
     lead.register("a", "lead")
     worker.register("b", "member")
     await lead.knows({"a", "b"})
     await worker.knows({"a", "b"})
-    return lead, worker
-
-
-async def _close(*hubs: NatsHub) -> None:
-    for hub in hubs:
-        await hub.close()
-        await hub.client.close()
 
 
 #: Waits that only "no one can send" can end within a test run.
@@ -172,8 +140,8 @@ FOREVER = 3600.0
 async def test_agents_waiting_in_two_processes_learn_that_no_one_can_send(broker: Broker) -> None:
     """b sends to a, then waits; a reads it and waits again: now both wait with nothing on
     its way, and both are woken with NO_SENDERS (their own timeouts are an hour)."""
-    lead, worker = await _two_processes(broker)
-    try:
+    async with _processes(broker) as (lead, worker):
+        await _host_a_and_b(lead, worker)
 
         async def a() -> tuple[WakeReason, list[str], WakeReason]:
             first = await lead.wait("a", FOREVER)
@@ -188,8 +156,6 @@ async def test_agents_waiting_in_two_processes_learn_that_no_one_can_send(broker
             got_a, got_b = await asyncio.gather(a(), b())
         assert got_a == (WakeReason.MESSAGES, ["hi"], WakeReason.NO_SENDERS)
         assert got_b is WakeReason.NO_SENDERS
-    finally:
-        await _close(worker, lead)
 
 
 @pytest.mark.asyncio
@@ -197,11 +163,9 @@ async def test_an_agent_still_working_in_another_process_keeps_the_waiter_waitin
     broker: Broker,
 ) -> None:
     """b, on the worker, never waits: a's wait ends by its own timeout, not NO_SENDERS."""
-    lead, worker = await _two_processes(broker)
-    try:
+    async with _processes(broker) as (lead, worker):
+        await _host_a_and_b(lead, worker)
         assert await lead.wait("a", 0.5) is WakeReason.TIMEOUT
-    finally:
-        await _close(worker, lead)
 
 
 def test_a_split_run_wakes_the_lead_when_its_member_ended_without_a_word(
