@@ -532,6 +532,12 @@ def _load_run_target(args: argparse.Namespace) -> tuple[Team, ModelClient]:
     args.hub = args.hub or settings.HUB_URL.get() or None
     if args.hub is not None:
         _check_hub(args.hub, args.hub_creds)
+    else:
+        for option, given in (("--workers", args.workers), ("--hub-creds", args.hub_creds)):
+            if given:
+                raise ConfigurationError(
+                    f"{option} needs a broker: give --hub URL or $ORCHESTRACE_HUB_URL"
+                )
     return team, model
 
 
@@ -693,7 +699,7 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
             raise ConfigurationError("give the broker with --hub URL or $ORCHESTRACE_HUB_URL")
         _check_hub(args.hub, args.hub_creds)
         team = load_team(args.target)
-        agents = [a for a in args.agents.split(",") if a]
+        agents = [a.strip() for a in args.agents.split(",") if a.strip()]
         members = [a.name for a in team.agents if a.name != team.lead]
         for name in agents:
             if name not in members:
@@ -703,7 +709,9 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
                 )
         offered = [t.name for t in team.templates]
         templates = (
-            offered if args.templates is None else [t for t in args.templates.split(",") if t]
+            offered
+            if args.templates is None
+            else [t.strip() for t in args.templates.split(",") if t.strip()]
         )
         for name in templates:
             if name not in offered:

@@ -412,9 +412,11 @@ async def _execute_on_broker(
         on_broker = dataclasses.replace(context, hub=hub, placement=placement)
         try:
             result = await execute(team, on_broker, task=task, on_start=started)
-            context.results.update(on_broker.results)
             return result
         finally:
+            # on_broker shares context.results (the agents run here); add those on workers,
+            # as the registry says they ended.
+            context.results.update(placement.results)
             await placement.close()
             await hub.close()
     finally:

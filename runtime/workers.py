@@ -218,6 +218,8 @@ class BrokerPlacement:
         self._pinned: dict[str, str] = {}
         self._templates: set[str] = set()
         self._watching: asyncio.Task[None] | None = None
+        #: How each agent hosted on a worker ended, by name, as the registry says.
+        self.results: dict[str, AgentResult] = {}
 
     async def claim(self, team: Team) -> set[str]:
         """Ask every live worker of ``team`` to join the run; the members they pin."""
@@ -345,13 +347,16 @@ class BrokerPlacement:
         except asyncio.CancelledError:
             if not self.hub.state(name).ended:
                 self.hub.set_state(name, AgentState.KILLED)
+            self.results.setdefault(name, AgentResult(name, AgentState.KILLED, "cancelled", ""))
             raise
-        return AgentResult(
+        result = AgentResult(
             name,
             AgentState(entry["state"]),
             str(entry.get("reason", "")),
             str(entry.get("text", "")),
         )
+        self.results[name] = result
+        return result
 
 
 RunFactory = Callable[[NatsHub, Mapping[str, Any]], RunContext]

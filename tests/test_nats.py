@@ -724,6 +724,38 @@ def test_a_worker_with_nothing_to_host_is_one_line_and_exit_2(
     assert capsys.readouterr().err == f"orchestrace worker: {message}\n"
 
 
+@pytest.mark.usefixtures("command_process_state")
+@pytest.mark.parametrize(("option", "value"), [("--workers", "2"), ("--hub-creds", "user.creds")])
+def test_a_broker_option_without_a_broker_is_one_line_and_exit_2(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not ignored: without --hub the run would quietly keep every agent in one process."""
+    assert main(["run", "spawn", option, value, "--spans-file", ""]) == 2
+    assert capsys.readouterr().err == (
+        f"orchestrace run: {option} needs a broker: give --hub URL or $ORCHESTRACE_HUB_URL\n"
+    )
+
+
+@pytest.mark.usefixtures("command_process_state")
+def test_a_worker_takes_a_member_list_with_spaces(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--agents "researcher, critic"`` names two members, as a person would type them."""
+    assert (
+        main(
+            [
+                "worker",
+                "--hub",
+                f"nats://127.0.0.1:{free_port()}",
+                RESEARCH,
+                "--agents",
+                "researcher, critic",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "cannot reach the NATS broker" in err  # past the member check: both were found
+
+
 def test_workers_get_the_lead_s_run_settings_and_caps() -> None:
     config = RunConfig(model="claude-x", max_tokens=99, max_turns=7, wait_timeout=3.5)
     limits = RunLimits(max_message_chars=10, max_model_calls=None, max_agents=4)
@@ -766,6 +798,10 @@ def test_the_library_runs_a_team_on_the_broker(broker: Broker, tmp_path: Path) -
     there = [r for r in iter_spans_file(spans) if r.name.startswith("invoke_agent ")]
     assert [r.name for r in there] == ["invoke_agent critic"]
     assert {r.trace_id for r in there} == {result.trace_id}
+    # Every agent's outcome, the one on the worker included (as the registry tells it).
+    outcomes = {name: (a.state, a.reason) for name, a in result.agents.items()}
+    assert outcomes == dict.fromkeys(("planner", "researcher", "critic"), ("done", "end_turn"))
+    assert result.agents["critic"].text
 
 
 def test_the_library_says_when_the_broker_is_unreachable() -> None:
