@@ -481,7 +481,15 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         else:
             result = asyncio.run(
                 _run_on_broker(
-                    args.hub, args.hub_creds, args.workers, team, args.task, make_run, runs, started
+                    args.hub,
+                    args.hub_creds,
+                    args.workers,
+                    team,
+                    args.task,
+                    make_run,
+                    runs,
+                    started,
+                    report=lambda line: _print_line(out, line),
                 )
             )
     except asyncio.CancelledError:
@@ -622,6 +630,11 @@ def _check_hub(url: str, creds: str | None) -> None:
     settings.check("process")  # ORCHESTRACE_WORKER_TTL and the rest
 
 
+def _print_line(out: TextIO, line: str) -> None:
+    out.write(for_terminal(line, newlines=False) + "\n")
+    out.flush()
+
+
 async def _run_on_broker(
     url: str,
     creds: str | None,
@@ -631,15 +644,21 @@ async def _run_on_broker(
     make_run: Callable[[Hub | None, Placement | None], RunContext],
     runs: list[RunContext],
     started: Callable[[str], None],
+    *,
+    report: Callable[[str], None],
 ) -> AgentResult:
     """Run ``team`` with its hub on the NATS broker at ``url``; the lead runs here and
-    the live workers of the team host the members they pin and the spawned instances."""
+    the live workers of the team host the members they pin and the spawned instances
+    (``report`` is told where each agent runs)."""
     from runtime.nats_hub import NatsHub, connect
     from runtime.workers import BrokerPlacement, await_workers
 
     client = await connect(url, name="orchestrace-run", creds=creds)
     try:
-        found = await await_workers(client, team.name, workers, WORKERS_WAIT_SECONDS)
+        if workers:
+            wait = f"{WORKERS_WAIT_SECONDS:g} s"
+            report(f"waiting up to {wait} for {workers} worker(s) of team {team.name!r}")
+        found = await await_workers(client, team, workers, WORKERS_WAIT_SECONDS)
         probe = make_run(None, None)  # the run id and settings, before the hub exists
         hub = NatsHub(
             client, probe.telemetry.run_id, host=f"lead-{uuid.uuid4().hex[:8]}", lead=True
@@ -647,7 +666,7 @@ async def _run_on_broker(
         await hub.open()
         try:
             placement = BrokerPlacement(
-                hub, found, probe.config, probe.limits, url=url, creds=creds
+                hub, found, probe.config, probe.limits, url=url, creds=creds, report=report
             )
             runs.append(make_run(hub, placement))
             try:

@@ -8,6 +8,9 @@ immutable values: one team can be run any number of times, concurrently.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
+import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -384,3 +387,44 @@ def check_scripted_model(team: Team, model: object) -> None:
 
 
 TeamFactory = Callable[[], Team]
+
+
+def fingerprint(team: Team) -> str:
+    """A digest of what ``team`` is: its agents' and templates' names, instructions, tasks
+    and settings, their tools' schemas and code, their scripts — so that the processes of
+    a run can tell they loaded the same team. A worker whose file was edited, or is another
+    file with a team of the same name, does not match."""
+
+    def code(value: object) -> str:
+        function = getattr(value, "func", None) or getattr(value, "handler", None) or value
+        try:
+            return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            return f"{type(function).__module__}.{getattr(function, '__qualname__', '?')}"
+
+    def described(agent: Agent) -> dict[str, object]:
+        script = agent.script
+        return {
+            "name": agent.name,
+            "instructions": agent.instructions,
+            "task": agent.task,
+            "settings": [agent.model, agent.max_turns, agent.max_tokens, agent.stream],
+            "tools": [[t.name, t.schema, code(t)] for t in agent.agent_tools],
+            "script": (
+                None
+                if script is None
+                else code(script)
+                if callable(script)
+                else [repr(reply) for reply in script]
+            ),
+        }
+
+    document = {
+        "name": team.name,
+        "lead": team.lead_agent.name,
+        "agents": [described(a) for a in team.agents],
+        "templates": [described(t) for t in team.templates],
+        "grace_seconds": team.grace_seconds,
+    }
+    encoded = json.dumps(document, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]

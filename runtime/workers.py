@@ -44,9 +44,10 @@ from runtime.nats_hub import (
     token,
 )
 from runtime.subagents import spawned_spec
-from runtime.teams import Team, member_spec
+from runtime.teams import Team, fingerprint, member_spec
 from telemetry import settings
 from telemetry.logs import get_logger
+from telemetry.redact import for_terminal
 
 log = get_logger("orchestrace.workers")
 
@@ -69,17 +70,25 @@ REQUEST_SECONDS: Final = 10.0
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """What a live worker offers: its team, pinned agents and templates."""
+    """What a live worker offers: its team (name and :func:`~runtime.teams.fingerprint`),
+    pinned agents and templates."""
 
     id: str
     team: str
     agents: tuple[str, ...]
     templates: tuple[str, ...]
+    fingerprint: str = ""
 
     def to_json(self) -> bytes:
         """The entry in the workers bucket."""
         return json.dumps(
-            {"id": self.id, "team": self.team, "agents": self.agents, "templates": self.templates}
+            {
+                "id": self.id,
+                "team": self.team,
+                "agents": self.agents,
+                "templates": self.templates,
+                "fingerprint": self.fingerprint,
+            }
         ).encode()
 
     @classmethod
@@ -91,7 +100,31 @@ class WorkerInfo:
             str(value["team"]),
             tuple(str(a) for a in value["agents"]),
             tuple(str(t) for t in value["templates"]),
+            str(value.get("fingerprint", "")),
         )
+
+
+def placement_line(
+    team: Team, pinned: Mapping[str, str], templates: set[str], skipped: Sequence[str] = ()
+) -> str:
+    """Where a split run's agents run, in one line: each member on its worker or here,
+    which templates workers take, and the workers skipped for a different team."""
+    placed = [
+        f"{a.name} → worker {pinned[a.name]}" if a.name in pinned else f"{a.name} → here"
+        for a in team.agents
+        if a.name != team.lead
+    ]
+    parts = [f"{team.lead} → here (lead)", *placed]
+    for template in team.templates:
+        where = "workers" if template.name in templates else "here (no worker takes it)"
+        parts.append(f"{template.name}* → {where}")
+    line = "placement: " + ", ".join(parts)
+    if skipped:
+        line += (
+            f"; skipped {len(skipped)} worker(s) of another team {team.name!r} "
+            f"(another file, or edited since it started): {', '.join(skipped)}"
+        )
+    return line
 
 
 def _join_subject(worker: str) -> str:
@@ -153,20 +186,29 @@ async def worker_alive(bucket: KeyValue, worker: str) -> bool:
     return True
 
 
-async def await_workers(client: Client, team: str, count: int, timeout: float) -> list[WorkerInfo]:
-    """The live workers, once ``count`` of them serve ``team`` (ConfigurationError after
-    ``timeout`` seconds: a one-line message saying how many came)."""
+async def await_workers(client: Client, team: Team, count: int, timeout: float) -> list[WorkerInfo]:
+    """The live workers, once ``count`` of them serve ``team`` — the same team: a worker of
+    a team of that name but another :func:`~runtime.teams.fingerprint` does not count
+    (ConfigurationError after ``timeout`` seconds: a one-line message saying how many came)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    digest = fingerprint(team)
     while True:
         found = await live_workers(client)
-        serving = sum(w.team == team for w in found)
+        serving = sum(w.team == team.name and w.fingerprint == digest for w in found)
         if serving >= count:
             return found
         if loop.time() >= deadline:
+            others = sum(w.team == team.name and w.fingerprint != digest for w in found)
+            not_counted = (
+                f"; {others} more of a different team {team.name!r} (another file, or edited "
+                "since it started) not counted"
+                if others
+                else ""
+            )
             raise ConfigurationError(
-                f"{serving} of {count} workers of team {team!r} came up within {timeout:g} s "
-                "(start them with `orchestrace worker --hub URL TARGET`)"
+                f"{serving} of {count} workers of team {team.name!r} came up within {timeout:g} s "
+                f"(start them with `orchestrace worker --hub URL TARGET`{not_counted})"
             )
         await asyncio.sleep(0.2)
 
@@ -206,10 +248,13 @@ class BrokerPlacement:
         *,
         url: str,
         creds: str | None = None,
+        report: Callable[[str], None] | None = None,
     ) -> None:
         self.hub = hub
         self.url = url
         self.creds = creds
+        #: Told, in one line, where the team's agents run once the workers have joined.
+        self.report = report
         self._heartbeat: Heartbeat | None = None
         self.workers = list(workers)
         self.config = config
@@ -222,9 +267,23 @@ class BrokerPlacement:
         self.results: dict[str, AgentResult] = {}
 
     async def claim(self, team: Team) -> set[str]:
-        """Ask every live worker of ``team`` to join the run; the members they pin."""
+        """Ask every live worker of ``team`` to join the run; the members they pin.
+
+        A worker of a team of that name whose :func:`~runtime.teams.fingerprint` differs
+        (another file, or the file edited since it started) is not asked: its agents run
+        here, and a warning (and :attr:`report`) says so."""
         members = {a.name for a in team.agents if a.name != team.lead}
         pinned: dict[str, str] = {}
+        digest = fingerprint(team)
+        skipped = [w.id for w in self.workers if w.team == team.name and w.fingerprint != digest]
+        for worker_id in skipped if self.report is None else ():  # else the report says it
+            log.warning(
+                "worker skipped: its team differs from this run's (another file, or edited "
+                "since it started)",
+                worker=worker_id,
+                team=team.name,
+            )
+        self.workers = [w for w in self.workers if w.id not in skipped]
         if any(w.team == team.name for w in self.workers):
             # The workers end the run on their side if this process dies.
             key, value = _lead_key(self.hub.subjects.run_id), b"{}"
@@ -238,6 +297,7 @@ class BrokerPlacement:
             request = {
                 "run_id": self.hub.subjects.run_id,
                 "team": team.name,
+                "fingerprint": digest,
                 "agents": mine,
                 "config": run_config_of(self.config, self.limits),
             }
@@ -256,6 +316,8 @@ class BrokerPlacement:
         self._pinned = pinned
         if self._joined:
             self._watching = asyncio.get_running_loop().create_task(self._watch_workers())
+        if self.report is not None:
+            self.report(placement_line(team, pinned, self._templates, skipped))
         return set(pinned)
 
     async def _watch_workers(self) -> None:
@@ -519,11 +581,21 @@ class Worker:
         self.creds = creds
         self.team = team
         self.make_run = make_run
-        self.info = WorkerInfo(uuid.uuid4().hex[:12], team.name, tuple(agents), tuple(templates))
+        self.info = WorkerInfo(
+            uuid.uuid4().hex[:12], team.name, tuple(agents), tuple(templates), fingerprint(team)
+        )
         self.once = once
         self.out = out
         self._done = asyncio.Event()
         self._runs: set[asyncio.Task[None]] = set()
+
+    def _say(self, line: str) -> None:
+        """One line on the worker's output (its log when it has none)."""
+        if self.out is None:
+            log.info(line)
+            return
+        self.out.write(for_terminal(line, newlines=False) + "\n")
+        self.out.flush()
 
     async def serve(self) -> None:
         """Announce this worker and serve runs until cancelled (or one run, with ``once``)."""
@@ -560,6 +632,12 @@ class Worker:
             return
         if request.get("team") != self.team.name:
             return  # another team's run: no reply, the lead goes on without us
+        if request.get("fingerprint") != self.info.fingerprint:
+            self._say(
+                f"run {run_id}: not joined: its team {self.team.name!r} differs from this "
+                "worker's (another file, or edited since this worker started)"
+            )
+            return
         hub = NatsHub(self.client, run_id, host=self.info.id)
         await hub.open()
         worker_run = WorkerRun(self.team, self.make_run(hub, config), hub, pinned)
@@ -576,6 +654,8 @@ class Worker:
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)
         await msg.respond(b"{}")
+        hosts = ", ".join([*pinned, *(f"{t}*" for t in self.info.templates)]) or "nothing"
+        self._say(f"run {run_id}: joined, hosting {hosts}")
 
     async def _lead_lost(self, run_id: str) -> None:
         """Return once the lead's heartbeat for ``run_id`` has expired (it died)."""
@@ -601,8 +681,10 @@ class Worker:
         lead_lost = asyncio.get_running_loop().create_task(
             self._lead_lost(worker_run.hub.subjects.run_id)
         )
+        why = "this worker was stopped"
         try:
             await asyncio.wait([ended, lead_lost], return_when=asyncio.FIRST_COMPLETED)
+            why = "the run is over" if ended.done() else "its lead is gone"
         finally:
             for task in (ended, lead_lost):
                 task.cancel()
@@ -612,5 +694,12 @@ class Worker:
             with contextlib.suppress(Exception):
                 await start_sub.unsubscribe()
             await worker_run.finish()
+            outcomes = ", ".join(
+                f"{r.name} {r.state} ({r.reason})" for r in worker_run.run.results.values()
+            )
+            self._say(
+                f"run {worker_run.hub.subjects.run_id}: ended, {why}; "
+                f"{outcomes or 'no agent ran here'}"
+            )
             if self.once:
                 self._done.set()

@@ -21,6 +21,7 @@ import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,9 @@ from runtime.loader import load_team
 from runtime.nats_hub import NatsHub, connect
 from runtime.runner import execute
 from runtime.scripted import Reply, ScriptedModel
-from runtime.teams import Agent, Team, scripts_of
-from runtime.workers import limits_of, run_config_of
+from runtime.teams import Agent, Team, fingerprint, scripts_of
+from runtime.tools import tool
+from runtime.workers import WorkerInfo, await_workers, limits_of, run_config_of, workers_bucket
 from telemetry.otlp_json import iter_spans_file
 from telemetry.records import SpanRecord
 from telemetry.spans import RunTelemetry
@@ -78,6 +80,14 @@ def _env(instance: str, **more: str) -> dict[str, str]:
     }
 
 
+@dataclass
+class Hosted:
+    """The workers :func:`workers` started: ids in order, and each one's output."""
+
+    ids: list[str] = field(default_factory=list)
+    stdout: list[str] = field(default_factory=list)
+
+
 @contextmanager
 def workers(
     broker: Broker,
@@ -86,11 +96,12 @@ def workers(
     *hosted: list[str],
     url: str | None = None,
     env: dict[str, str] | None = None,
-) -> Iterator[None]:
+) -> Iterator[Hosted]:
     """One ``orchestrace worker --once`` per entry of ``hosted`` (started together), each
     ready before the block runs; afterwards each must have exited 0 on its own. ``url``
     (default: the broker's) and ``env`` (added to each worker's environment) connect them
-    to a broker with TLS or a password."""
+    to a broker with TLS or a password. Yields the workers' ids, and their output once
+    they have exited."""
     procs = [
         subprocess.Popen(
             [
@@ -113,16 +124,20 @@ def workers(
         )
         for i, options in enumerate(hosted)
     ]
+    started = Hosted()
     try:
         for proc in procs:
             assert proc.stdout is not None
             ready = proc.stdout.readline()
             assert " ready: " in ready, proc.stderr.read() if proc.stderr else ""
-        yield
-        for proc in procs:
-            _, err = proc.communicate(timeout=PROCESS_SECONDS)
+            started.ids.append(ready.split()[1])
+            started.stdout.append(ready)
+        yield started
+        for i, proc in enumerate(procs):
+            out, err = proc.communicate(timeout=PROCESS_SECONDS)
             assert proc.returncode == 0, err
             assert "Traceback" not in err, err
+            started.stdout[i] += out
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -312,6 +327,117 @@ def test_spawned_helpers_run_on_the_workers_as_children_of_create_subagents(
     # Spawns spread: each idle worker waits on the template's work queue with a request for
     # one assignment, and the broker serves waiting requests in turn.
     assert {_process(h) for h in helpers} == {"worker1", "worker2"}
+
+
+def test_a_worker_of_an_edited_team_file_is_skipped_and_the_run_says_where_agents_run(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A worker started on a copy of the team file whose researcher's instructions were
+    edited has the team's name but not its fingerprint: the run does not ask it, runs the
+    researcher itself and says so in its placement line; the matching worker says which
+    run it joined and how its agent ended."""
+    edited = tmp_path / "research_team.py"
+    original = Path(RESEARCH).read_text()
+    edited.write_text(original.replace("report only what the notes say", "report the notes"))
+    assert edited.read_text() != original
+    spans = tmp_path / "spans.jsonl"
+    stale = subprocess.Popen(
+        [*CLI, "worker", "--hub", broker.url, str(edited), "--agents", "researcher"],
+        cwd=ROOT,
+        env=_env("stale"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert stale.stdout is not None
+        stale_id = stale.stdout.readline().split()[1]
+        with workers(broker, RESEARCH, spans, ["--agents", "critic"]) as hosted:
+            out = finished(start_cli("--hub", broker.url, RESEARCH, "--spans-file", str(spans)))
+    finally:
+        stale.terminate()
+        stale_out, _ = stale.communicate(timeout=PROCESS_SECONDS)
+    assert stale.returncode == 0
+    assert " joined" not in stale_out  # never asked
+    (critic,) = hosted.ids
+    (placement,) = [line for line in out.splitlines() if line.startswith("placement: ")]
+    assert placement == (
+        f"placement: planner → here (lead), researcher → here, critic → worker {critic}; "
+        "skipped 1 worker(s) of another team 'research' (another file, or edited since it "
+        f"started): {stale_id}"
+    )
+    run_id = next(r.attributes["gen_ai.conversation.id"] for r in iter_spans_file(spans))
+    assert hosted.stdout[0].splitlines()[1:] == [
+        f"run {run_id}: joined, hosting critic",
+        f"run {run_id}: ended, the run is over; critic done (end_turn)",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_workers_of_another_team_of_the_same_name_are_not_counted(broker: Broker) -> None:
+    team = load_team(RESEARCH)
+    client = await connect(broker.url, name="test")
+    try:
+        bucket = await workers_bucket(client)
+        other = WorkerInfo(uuid.uuid4().hex[:12], "research", ("critic",), (), "0" * 16)
+        await bucket.put(f"worker.{other.id}", other.to_json())
+        with pytest.raises(ConfigurationError) as caught:
+            await await_workers(client, team, 1, 0)
+        assert str(caught.value) == (
+            "0 of 1 workers of team 'research' came up within 0 s (start them with "
+            "`orchestrace worker --hub URL TARGET`; 1 more of a different team 'research' "
+            "(another file, or edited since it started) not counted)"
+        )
+        await bucket.delete(f"worker.{other.id}")
+    finally:
+        await client.close()
+
+
+def test_a_team_s_fingerprint_changes_with_what_its_agents_are() -> None:
+    """Same definition, same digest (in another process too: no addresses in it); an edit
+    to instructions, a tool's code or a script changes it."""
+
+    @tool
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        return topic
+
+    @tool(name="lookup")
+    def lookup_edited(topic: str) -> str:
+        """Look a topic up."""
+        return topic.upper()
+
+    def team(
+        instructions: str = "Plan.",
+        tools: list[object] | None = None,
+        script: list[Reply] | None = None,
+    ) -> Team:
+        return Team(
+            "t",
+            [
+                Agent("lead", instructions, task="go", script=script or [Reply.say("done")]),
+                Agent("member", "Help.", tools=tools or [lookup]),
+            ],
+        )
+
+    base = fingerprint(team())
+    assert fingerprint(team()) == base
+    assert fingerprint(team(instructions="Plan well.")) != base
+    assert fingerprint(team(tools=[lookup_edited])) != base
+    assert fingerprint(team(script=[Reply.say("done!")])) != base
+    research = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from runtime.loader import load_team; from runtime.teams import "
+            f"fingerprint; print(fingerprint(load_team({RESEARCH!r})))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout.strip()
+    assert research == fingerprint(load_team(RESEARCH))
 
 
 def test_a_killed_worker_s_agent_crashes_and_its_unread_message_goes_back(
