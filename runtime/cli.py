@@ -514,6 +514,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"telemetry: {problem}\n")
     if spans_file is not None and telemetry.enabled:
         out.write(f"\nspans: {spans_file}  (orchestrace summary {spans_file})\n")
+    if args.hub is not None and telemetry.enabled:
+        out.write(
+            "(this summary covers the agents that ran in this process; the workers' spans "
+            "are in their spans files or collector: orchestrace summary over them all, or "
+            "--jaeger, shows the whole run)\n"
+        )
     out.flush()
     return _run_exit_code(result, runs[0], telemetry, out)
 
@@ -623,7 +629,8 @@ def _check_hub(url: str, creds: str | None) -> None:
         from runtime.nats_hub import check_hub_url, connection_settings
     except ImportError:
         raise ConfigurationError(
-            "--hub needs the NATS client: pip install 'orchestrace[nats]'"
+            "--hub needs the NATS client: pip install 'orchestrace[nats]' "
+            "(in a checkout: pip install '.[nats]')"
         ) from None
     check_hub_url(url)
     connection_settings(creds)

@@ -398,7 +398,8 @@ async def _execute_on_broker(
         from runtime.workers import BrokerPlacement, live_workers
     except ImportError:
         raise ConfigurationError(
-            "hub= needs the NATS client: pip install 'orchestrace[nats]'"
+            "hub= needs the NATS client: pip install 'orchestrace[nats]' "
+            "(in a checkout: pip install '.[nats]')"
         ) from None
     client = await connect(url, name="orchestrace-run")
     try:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -272,6 +273,13 @@ def test_a_team_split_over_two_workers_matches_the_in_process_run(research: Spli
     for agent in ("planner", "researcher", "critic"):
         assert f"\n  {agent}: " in summary
     assert "· completed" in summary
+    # The run said where its agents went, and that its own summary is this process's.
+    (placement,) = [line for line in research.split.splitlines() if line.startswith("placement")]
+    assert re.fullmatch(
+        r"placement: planner → here \(lead\), researcher → worker \w+, critic → worker \w+",
+        placement,
+    )
+    assert "(this summary covers the agents that ran in this process;" in research.split
 
 
 def test_jaeger_s_copy_of_a_split_run_summarises_as_the_file_does(research: SplitRun) -> None:
@@ -487,6 +495,47 @@ def test_a_killed_worker_s_agent_crashes_and_its_unread_message_goes_back(
                     proc.communicate()
     # The lead took the napper's inbox over and bounced the message the dead worker held.
     assert final_answer(out) == "told: undeliverable"
+
+
+#: A worker that writes no spans, at the tests' pace.
+QUIET = ["--spans-file", "", *PACE]
+
+
+def test_a_worker_stopped_mid_run_ends_its_agent_and_says_so(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """SIGINT on a worker whose agent is in a tool: the worker ends the agent (killed,
+    cancelled), prints that on its run line and exits 0; the lead's unread message comes
+    back to it as undeliverable, as it does when an agent is killed in one process."""
+    marker = tmp_path / "napping"
+    worker = subprocess.Popen(
+        [*CLI, "worker", "--hub", broker.url, f"{TEAMS}:crash", "--agents", "napper", *QUIET],
+        cwd=ROOT,
+        env=_env("worker1", NAP_MARKER=str(marker)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lead = None
+    try:
+        assert worker.stdout is not None
+        assert " ready: " in worker.stdout.readline()
+        lead = start_cli("--hub", broker.url, f"{TEAMS}:crash", "--spans-file", "")
+        while not marker.exists():  # the napper is in its tool
+            assert lead.poll() is None, f"the lead ended first: {finished(lead)}"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGINT)
+        out, err = worker.communicate(timeout=PROCESS_SECONDS)
+        assert worker.returncode == 0, err
+        assert "Traceback" not in err
+        (line,) = [x for x in out.splitlines() if ": ended, " in x]
+        assert line.endswith(": ended, this worker was stopped; napper killed (cancelled)")
+        assert final_answer(finished(lead)) == "told: undeliverable"
+    finally:
+        for proc in (worker, lead):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
 
 def test_a_broker_restarted_mid_run_loses_no_message(tmp_path: Path) -> None:
