@@ -618,10 +618,6 @@ _SIGNALS: Final = {
 }
 
 
-#: How long `run --workers N` waits for the workers to announce themselves.
-WORKERS_WAIT_SECONDS: Final = 60.0
-
-
 def _check_hub(url: str, creds: str | None) -> None:
     """ConfigurationError for a --hub that names no NATS server, without nats-py, or with
     a credentials or TLS file that cannot be used (before anything is set up)."""
@@ -658,7 +654,7 @@ async def _run_on_broker(
     the live workers of the team host the members they pin and the spawned instances
     (``report`` is told where each agent runs)."""
     from runtime.nats_hub import NatsHub, connect
-    from runtime.workers import BrokerPlacement, await_workers
+    from runtime.workers import WORKERS_WAIT_SECONDS, BrokerPlacement, await_workers
 
     client = await connect(url, name="orchestrace-run", creds=creds)
     try:

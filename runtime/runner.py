@@ -234,6 +234,8 @@ async def run(
     run_id: str | None = None,
     stream: bool = True,
     hub: str | None = None,
+    hub_creds: str | None = None,
+    workers: int = 0,
 ) -> RunResult:
     """Run ``team`` (or a lone agent) on ``task`` and return the result.
 
@@ -267,7 +269,9 @@ async def run(
     ``hub``: a NATS JetStream broker (``"nats://HOST:PORT"``) for the run's messages; the
     lead runs here and the live ``orchestrace worker`` processes of the team host the
     members they pin and the spawned instances of the templates they offer (README,
-    "Agents across processes"). Default: every agent in this process.
+    "Agents across processes"). Default: every agent in this process. ``hub_creds``: a
+    NATS credentials file (default: ``NATS_CREDS``); ``workers``: first wait (up to
+    60 s) until that many workers of this very team are up.
 
     Raises :class:`orchestrace.ConfigurationError` for a bad team, no task, an offline
     run with unscripted agents, a ``ScriptedModel`` without a script for some agent, a bad
@@ -298,6 +302,10 @@ async def run(
     if model is not None and not isinstance(model, str):
         _check_client(model, "run(model=...)")
     _check_settings(max_turns=max_turns, max_tokens=max_tokens, wait_timeout=wait_timeout)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        raise ConfigurationError(f"run(workers=...) must be a whole number >= 0, got {workers!r}")
+    if hub is None and (workers or hub_creds):
+        raise ConfigurationError("run(workers=..., hub_creds=...) need a broker: give hub=URL")
     model_name = model if isinstance(model, str) else None
     client = choose_model(
         team, None if isinstance(model, str) else model, offline=offline, sleep=sleep
@@ -365,7 +373,9 @@ async def run(
         if hub is None:
             lead = await execute(team, context, task=task, on_start=started)
         else:
-            lead = await _execute_on_broker(hub, team, context, task, started)
+            lead = await _execute_on_broker(
+                hub, team, context, task, started, creds=hub_creds, workers=workers
+            )
     finally:
         if router is not None and trace_ids:
             router.unroute(int(trace_ids[0], 16))
@@ -391,24 +401,29 @@ async def _execute_on_broker(
     context: RunContext,
     task: str | None,
     started: Callable[[str], None],
+    *,
+    creds: str | None,
+    workers: int,
 ) -> AgentResult:
-    """:func:`execute` with the run's hub on the NATS broker at ``url``."""
+    """:func:`execute` with the run's hub on the NATS broker at ``url``, once ``workers``
+    workers of ``team`` are up."""
     try:
         from runtime.nats_hub import NatsHub, connect
-        from runtime.workers import BrokerPlacement, live_workers
+        from runtime.workers import WORKERS_WAIT_SECONDS, BrokerPlacement, await_workers
     except ImportError:
         raise ConfigurationError(
             "hub= needs the NATS client: pip install 'orchestrace[nats]' "
             "(in a checkout: pip install '.[nats]')"
         ) from None
-    client = await connect(url, name="orchestrace-run")
+    client = await connect(url, name="orchestrace-run", creds=creds)
     try:
+        found = await await_workers(client, team, workers, WORKERS_WAIT_SECONDS)
         hub = NatsHub(
             client, context.telemetry.run_id, host=f"lead-{uuid.uuid4().hex[:8]}", lead=True
         )
         await hub.open()
         placement = BrokerPlacement(
-            hub, await live_workers(client), context.config, context.limits, url=url
+            hub, found, context.config, context.limits, url=url, creds=creds
         )
         on_broker = dataclasses.replace(context, hub=hub, placement=placement)
         try:

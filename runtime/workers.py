@@ -64,6 +64,8 @@ def worker_ttl() -> float:
         raise ConfigurationError(str(exc)) from None
 
 
+#: How long `run --workers N` (and ``run(workers=N)``) waits for the workers to come up.
+WORKERS_WAIT_SECONDS: Final = 60.0
 #: How long the lead waits for a worker to answer a join or start request.
 REQUEST_SECONDS: Final = 10.0
 

@@ -1160,6 +1160,47 @@ def test_a_run_reaches_a_broker_in_operator_mode_with_a_credentials_file(
     assert where == {"planner": "lead", "researcher": "lead", "critic": "worker1"}
 
 
+def test_the_library_reaches_a_broker_in_operator_mode_and_waits_for_its_worker(
+    operated: tuple[Broker, Operator], tmp_path: Path
+) -> None:
+    """``orchestrace.run(hub=..., hub_creds=..., workers=1)``: the library's lead with a
+    credentials file of its own, started once the worker is up."""
+    broker, operator = operated
+    team = load_team(RESEARCH)
+    creds = ["--hub-creds", str(operator.creds(tmp_path / "worker.creds", name="worker"))]
+    with workers(broker, RESEARCH, tmp_path / "worker.jsonl", ["--agents", "critic", *creds]):
+        result = orchestrace.run_sync(
+            team,
+            "What are span links?",
+            model=ScriptedModel(latency=0.01, scripts=scripts_of(team)),
+            hub=broker.url,
+            hub_creds=str(operator.creds(tmp_path / "lead.creds", name="lead")),
+            workers=1,
+            spans_file=None,
+        )
+    assert result.completed
+    assert result.text == in_process(RESEARCH)[0]
+    assert result.agents["critic"].reason == "end_turn"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workers": 1}, "run(workers=..., hub_creds=...) need a broker: give hub=URL"),
+        ({"hub_creds": "u.creds"}, "run(workers=..., hub_creds=...) need a broker: give hub=URL"),
+        (
+            {"workers": -1, "hub": "nats://127.0.0.1:4222"},
+            "run(workers=...) must be a whole number >= 0, got -1",
+        ),
+    ],
+)
+def test_the_library_s_broker_options_are_checked(options: dict[str, Any], message: str) -> None:
+    team = load_team(RESEARCH)
+    with pytest.raises(ConfigurationError) as caught:
+        orchestrace.run_sync(team, "?", offline=True, spans_file=None, **options)
+    assert str(caught.value) == message
+
+
 def _untrusted(operator: Operator, tmp: Path) -> list[str]:
     """A valid-looking credentials file the broker does not trust: a user of another
     operator's account."""
