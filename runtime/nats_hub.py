@@ -642,6 +642,8 @@ class NatsHub(Hub):
                 continue
             if state is not AgentState.IDLING:
                 return None
+            if name in self._local and self._inboxes.pending(name):
+                return None  # woken by a message, not yet running
             count = (
                 len(self._taken.get(name, ()))
                 if name in self._local
@@ -711,7 +713,9 @@ class NatsHub(Hub):
                 while self._short:
                     await asyncio.wait(list(self._short))
         ok = number > self._decided and all(
-            self._states.get(n) is AgentState.IDLING and len(self._taken[n]) == agents[n]
+            self._states.get(n) is AgentState.IDLING
+            and len(self._taken[n]) == agents[n]
+            and not self._inboxes.pending(n)  # fetched and woken, not yet running
             for n in mine
         )
         if ok:
