@@ -160,8 +160,14 @@ def start_cli(
 
 
 def finished(proc: subprocess.Popen[str]) -> str:
-    """The stdout of a run that exited 0."""
-    out, err = proc.communicate(timeout=PROCESS_SECONDS)
+    """The stdout of a run that exited 0 (a run still going after PROCESS_SECONDS, a hang,
+    is killed rather than left behind)."""
+    try:
+        out, err = proc.communicate(timeout=PROCESS_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     assert proc.returncode == 0, err
     return out
 
