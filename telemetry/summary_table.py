@@ -21,13 +21,22 @@ def render_summary(summary: TraceSummary, prices: PriceTable) -> str:
     seconds = ((summary.end_ns or 0) - (summary.start_ns or 0)) / 1e9
     header = (
         f"Run {summary.scenario} · trace {summary.trace_id} · {summary.spans} spans"
-        f" · {seconds:.2f}s" + (f" · {summary.outcome}" if summary.outcome else "")
+        f" · {seconds:.2f}s" + (f" · {_outcome(summary)}" if summary.outcome else "")
     )
     agents = [summary.agents[n] for n in sorted(summary.agents)]
     calls = [for_terminal(tool_calls_line(a), newlines=False) for a in agents if a.tools]
     table = _table(agents, prices)
     header = for_terminal(header, newlines=False)
     return "\n".join([header, "", "Tool-call summary:", *calls, "", table]) + "\n"
+
+
+def _outcome(summary: TraceSummary) -> str:
+    """The run's outcome; a run that completed without its lead finishing its task (a
+    limit, max_turns, a refusal) says so, as the run command's exit line does."""
+    lead = next((a for a in summary.agents.values() if a.role == "lead"), None)
+    if summary.outcome == "completed" and lead is not None and lead.reason not in ("", "end_turn"):
+        return f"incomplete: the lead ended {lead.state} ({lead.reason})"
+    return summary.outcome
 
 
 def tool_calls_line(agent: AgentStats) -> str:

@@ -193,6 +193,9 @@ def test_the_cli_reports_a_model_call_cap_in_the_summary() -> None:
     assert main([*_fast_run(), "--max-model-calls", "3"], out=out) == 1  # not a success
     text = out.getvalue()
     assert "run incomplete: the lead ended done (limit:max_model_calls)" in text
+    # The summary's header agrees with the exit line (it does not say "completed").
+    header = next(line for line in text.splitlines() if line.startswith("Run spawn · "))
+    assert header.endswith(" · incomplete: the lead ended done (limit:max_model_calls)")
     row = re.search(r"^lead\s+lead\s+done\s+(\S+)", text, re.M)
     assert row is not None
     assert row.group(1) == "limit:max_model_calls"
