@@ -225,6 +225,11 @@ async def connect(url: str, *, name: str, creds: str | None = None) -> Client:
         # where the exception only says that no server answered; a refusal first: the
         # broken pipe that follows it says less.
         reason = (refusals or errors or [str(exc) or type(exc).__name__])[-1]
+        if not refusals and "timeout" in reason.lower():
+            # The port took the connection and said nothing: not a NATS client port?
+            reason += (
+                " (nothing there spoke NATS: is it the broker's client port, 4222 by default?)"
+            )
         raise BrokerUnavailableError(
             f"cannot reach the NATS broker at {url_for_display(url)}: {reason}"
         )

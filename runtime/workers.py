@@ -107,10 +107,15 @@ class WorkerInfo:
 
 
 def placement_line(
-    team: Team, pinned: Mapping[str, str], templates: set[str], skipped: Sequence[str] = ()
+    team: Team,
+    pinned: Mapping[str, str],
+    templates: set[str],
+    skipped: Sequence[str] = (),
+    unused: Mapping[str, str] | None = None,
 ) -> str:
     """Where a split run's agents run, in one line: each member on its worker or here,
-    which templates workers take, and the workers skipped for a different team."""
+    which templates workers take, the workers skipped for a different team, and members
+    a second worker also offered (the first one hosts them)."""
     placed = [
         f"{a.name} → worker {pinned[a.name]}" if a.name in pinned else f"{a.name} → here"
         for a in team.agents
@@ -126,6 +131,8 @@ def placement_line(
             f"; skipped {len(skipped)} worker(s) of another team {team.name!r} "
             f"(another file, or edited since it started): {', '.join(skipped)}"
         )
+    for member, worker in (unused or {}).items():
+        line += f"; {member} also offered by worker {worker} (unused)"
     return line
 
 
@@ -276,6 +283,7 @@ class BrokerPlacement:
         here, and a warning (and :attr:`report`) says so."""
         members = {a.name for a in team.agents if a.name != team.lead}
         pinned: dict[str, str] = {}
+        unused: dict[str, str] = {}  # a member another worker pinned first: by whom else
         digest = fingerprint(team)
         skipped = [w.id for w in self.workers if w.team == team.name and w.fingerprint != digest]
         for worker_id in skipped if self.report is None else ():  # else the report says it
@@ -296,6 +304,7 @@ class BrokerPlacement:
             if worker.team != team.name:
                 continue
             mine = [a for a in worker.agents if a in members and a not in pinned]
+            unused.update({a: worker.id for a in worker.agents if a in pinned})
             request = {
                 "run_id": self.hub.subjects.run_id,
                 "team": team.name,
@@ -319,7 +328,7 @@ class BrokerPlacement:
         if self._joined:
             self._watching = asyncio.get_running_loop().create_task(self._watch_workers())
         if self.report is not None:
-            self.report(placement_line(team, pinned, self._templates, skipped))
+            self.report(placement_line(team, pinned, self._templates, skipped, unused))
         return set(pinned)
 
     async def _watch_workers(self) -> None:

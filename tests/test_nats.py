@@ -387,6 +387,39 @@ def test_a_worker_of_an_edited_team_file_is_skipped_and_the_run_says_where_agent
     ]
 
 
+def test_a_member_two_workers_offer_runs_on_one_and_the_run_says_so(
+    broker: Broker, tmp_path: Path
+) -> None:
+    spans = tmp_path / "spans.jsonl"
+    twice = ["--agents", "critic"]
+    with workers(broker, RESEARCH, spans, twice, twice) as hosted:
+        out = finished(start_cli("--hub", broker.url, RESEARCH, "--spans-file", str(spans)))
+    (placement,) = [line for line in out.splitlines() if line.startswith("placement: ")]
+    first, second = (
+        hosted.ids if f"critic → worker {hosted.ids[0]}" in placement else hosted.ids[::-1]
+    )
+    assert placement == (
+        f"placement: planner → here (lead), researcher → here, critic → worker {first}; "
+        f"critic also offered by worker {second} (unused)"
+    )
+    critic = [r for r in iter_spans_file(spans) if r.name == "invoke_agent critic"]
+    assert len(critic) == 1
+
+
+@pytest.mark.usefixtures("command_process_state")
+def test_a_port_that_does_not_speak_nats_gets_a_hint(
+    broker: Broker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The broker's monitoring port (HTTP) takes the connection and never says INFO."""
+    hub = f"nats://127.0.0.1:{broker.monitor}"
+    assert main(["run", "--hub", hub, RESEARCH, "--spans-file", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.endswith(
+        "(nothing there spoke NATS: is it the broker's client port, 4222 by default?)\n"
+    )
+
+
 @pytest.mark.asyncio
 async def test_workers_of_another_team_of_the_same_name_are_not_counted(broker: Broker) -> None:
     team = load_team(RESEARCH)
