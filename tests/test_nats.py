@@ -64,6 +64,8 @@ PROCESS_SECONDS = 120
 #: Scripted model calls of 50 ms (0.25 s scaled by 0.2): wide margins between the
 #: messages of a run, so a busy machine does not change which arrive together.
 PACE = ["--time-scale", "0.2", "--latency", "0.25"]
+#: A worker that writes no spans, at the tests' pace.
+QUIET = ["--spans-file", "", *PACE]
 
 
 def _env(instance: str, **more: str) -> dict[str, str]:
@@ -157,6 +159,33 @@ def start_cli(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def start_worker(
+    url: str, target: str, *options: str, instance: str = "worker1", **env: str
+) -> tuple[subprocess.Popen[str], str]:
+    """An ``orchestrace worker`` serving until stopped, once it is ready: the process and
+    the worker's id."""
+    proc = subprocess.Popen(
+        [*CLI, "worker", "--hub", url, target, *options],
+        cwd=ROOT,
+        env=_env(instance, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    ready = proc.stdout.readline()
+    assert " ready: " in ready, proc.communicate()[1] if proc.poll() is not None else ready
+    return proc, ready.split()[1]
+
+
+def _kill(*procs: subprocess.Popen[str] | None) -> None:
+    """Kill and reap whichever of ``procs`` still run (a test's cleanup)."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def finished(proc: subprocess.Popen[str]) -> str:
@@ -355,17 +384,8 @@ def test_a_worker_of_an_edited_team_file_is_skipped_and_the_run_says_where_agent
     edited.write_text(original.replace("report only what the notes say", "report the notes"))
     assert edited.read_text() != original
     spans = tmp_path / "spans.jsonl"
-    stale = subprocess.Popen(
-        [*CLI, "worker", "--hub", broker.url, str(edited), "--agents", "researcher"],
-        cwd=ROOT,
-        env=_env("stale"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stale, stale_id = start_worker(broker.url, str(edited), "--agents", "researcher")
     try:
-        assert stale.stdout is not None
-        stale_id = stale.stdout.readline().split()[1]
         with workers(broker, RESEARCH, spans, ["--agents", "critic"]) as hosted:
             out = finished(start_cli("--hub", broker.url, RESEARCH, "--spans-file", str(spans)))
     finally:
@@ -493,31 +513,11 @@ def test_a_killed_worker_s_agent_crashes_and_its_unread_message_goes_back(
     marker = tmp_path / "napping"
     # A short heartbeat TTL (set by the first process to create the workers bucket), long
     # enough that a loaded machine does not starve the worker's heartbeat thread past it.
-    env = _env("worker1", NAP_MARKER=str(marker), ORCHESTRACE_WORKER_TTL="3")
+    env = {"NAP_MARKER": str(marker), "ORCHESTRACE_WORKER_TTL": "3"}
     with running_broker(tmp_path) as fresh:
-        worker = subprocess.Popen(
-            [
-                *CLI,
-                "worker",
-                "--hub",
-                fresh.url,
-                f"{TEAMS}:crash",
-                "--agents",
-                "napper",
-                "--spans-file",
-                "",
-                *PACE,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        worker, _ = start_worker(fresh.url, f"{TEAMS}:crash", "--agents", "napper", *QUIET, **env)
         lead = None
         try:
-            assert worker.stdout is not None
-            assert " ready: " in worker.stdout.readline()
             lead = start_cli("--hub", fresh.url, f"{TEAMS}:crash", "--spans-file", "")
             # Kill the worker once the napper is in its tool and its worker holds the
             # lead's message unacknowledged: fetched, never read.
@@ -527,17 +527,9 @@ def test_a_killed_worker_s_agent_crashes_and_its_unread_message_goes_back(
             worker.kill()
             out = finished(lead)
         finally:
-            for proc in (worker, lead):
-                if proc is not None:
-                    if proc.poll() is None:
-                        proc.kill()
-                    proc.communicate()
+            _kill(worker, lead)
     # The lead took the napper's inbox over and bounced the message the dead worker held.
     assert final_answer(out) == "told: undeliverable"
-
-
-#: A worker that writes no spans, at the tests' pace.
-QUIET = ["--spans-file", "", *PACE]
 
 
 def test_a_worker_stopped_mid_run_ends_its_agent_and_says_so(
@@ -547,18 +539,11 @@ def test_a_worker_stopped_mid_run_ends_its_agent_and_says_so(
     cancelled), prints that on its run line and exits 0; the lead's unread message comes
     back to it as undeliverable, as it does when an agent is killed in one process."""
     marker = tmp_path / "napping"
-    worker = subprocess.Popen(
-        [*CLI, "worker", "--hub", broker.url, f"{TEAMS}:crash", "--agents", "napper", *QUIET],
-        cwd=ROOT,
-        env=_env("worker1", NAP_MARKER=str(marker)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    worker, _ = start_worker(
+        broker.url, f"{TEAMS}:crash", "--agents", "napper", *QUIET, NAP_MARKER=str(marker)
     )
     lead = None
     try:
-        assert worker.stdout is not None
-        assert " ready: " in worker.stdout.readline()
         lead = start_cli("--hub", broker.url, f"{TEAMS}:crash", "--spans-file", "")
         while not marker.exists():  # the napper is in its tool
             assert lead.poll() is None, f"the lead ended first: {finished(lead)}"
@@ -571,10 +556,7 @@ def test_a_worker_stopped_mid_run_ends_its_agent_and_says_so(
         assert line.endswith(": ended, this worker was stopped; napper killed (cancelled)")
         assert final_answer(finished(lead)) == "told: undeliverable"
     finally:
-        for proc in (worker, lead):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        _kill(worker, lead)
 
 
 def test_a_broker_restarted_mid_run_loses_no_message(tmp_path: Path) -> None:
