@@ -823,7 +823,7 @@ async def _serve_worker(
         agents=agents,
         templates=templates,
         once=args.once,
-        out=out,
+        report=lambda line: _print_line(out, line),
     )
     loop = asyncio.get_running_loop()
     serving = loop.create_task(worker.serve())

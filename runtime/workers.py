@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
 import nats.errors
 import nats.js.errors
@@ -47,7 +47,6 @@ from runtime.subagents import spawned_spec
 from runtime.teams import Team, fingerprint, member_spec
 from telemetry import settings
 from telemetry.logs import get_logger
-from telemetry.redact import for_terminal
 
 log = get_logger("orchestrace.workers")
 
@@ -585,7 +584,7 @@ class Worker:
         agents: Sequence[str],
         templates: Sequence[str],
         once: bool = False,
-        out: TextIO | None = None,
+        report: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.url = url
@@ -596,17 +595,14 @@ class Worker:
             uuid.uuid4().hex[:12], team.name, tuple(agents), tuple(templates), fingerprint(team)
         )
         self.once = once
-        self.out = out
+        #: Told, in one line each, that the worker is ready, and which runs it joins and
+        #: how its agents there ended (the worker's log when None).
+        self.report = report
         self._done = asyncio.Event()
         self._runs: set[asyncio.Task[None]] = set()
 
     def _say(self, line: str) -> None:
-        """One line on the worker's output (its log when it has none)."""
-        if self.out is None:
-            log.info(line)
-            return
-        self.out.write(for_terminal(line, newlines=False) + "\n")
-        self.out.flush()
+        (self.report or log.info)(line)
 
     async def serve(self) -> None:
         """Announce this worker and serve runs until cancelled (or one run, with ``once``)."""
@@ -616,10 +612,8 @@ class Worker:
         await bucket.put(key, self.info.to_json())
         heartbeat = Heartbeat(self.url, self.creds, key, self.info.to_json())
         heartbeat.start()
-        if self.out is not None:
-            offers = ", ".join(self.info.agents + self.info.templates) or "nothing"
-            self.out.write(f"worker {self.info.id} ready: team {self.team.name}, hosts {offers}\n")
-            self.out.flush()
+        offers = ", ".join(self.info.agents + self.info.templates) or "nothing"
+        self._say(f"worker {self.info.id} ready: team {self.team.name}, hosts {offers}")
         try:
             await self._done.wait()
         finally:
